@@ -1,0 +1,94 @@
+"""The clipdex application: settings in, a wired Litestar app out.
+
+`litestar run` finds `create_app` here; production servers call it as a factory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from litestar import Litestar
+from litestar.config.cors import CORSConfig
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
+
+from core.auth import LoginRateLimiter, Passwords, TokenRevocations
+from core.cache import build_cache
+from core.database import bind_tables, build_engine, check_database, close_database, open_database
+from core.errors import EXCEPTION_HANDLERS, reject_non_json_bodies
+from core.health import health, ready
+from core.observability import RequestContext, configure_logging, silence_server_access_log
+from core.settings import Settings, load_settings_or_exit
+from features.users import users
+from piccolo_conf import APP_REGISTRY
+
+API_DESCRIPTION = """A video catalogue with semantic search.
+
+Errors are RFC 9457 problem details (`application/problem+json`); invalid input names the field in
+`errors[].field`. Every response carries `X-Request-ID`."""
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    settings = settings or load_settings_or_exit()
+    configure_logging(settings)
+
+    engine = build_engine(settings)
+    bind_tables(
+        engine, [table for config in APP_REGISTRY.app_configs.values() for table in config.table_classes]
+    )
+    cache = build_cache(settings)
+    revocations = TokenRevocations(cache)
+    login_limiter = LoginRateLimiter(cache, settings.login_rate_limit, settings.login_rate_window_seconds)
+    jwt_auth = users.build_user_auth(settings, revocations)
+    readiness_checks = {"database": lambda: check_database(engine), "cache": cache.ping}
+
+    @asynccontextmanager
+    async def lifespan(_: Litestar) -> AsyncIterator[None]:
+        await open_database(engine, settings)
+        silence_server_access_log()
+        try:
+            yield
+        finally:
+            await cache.close()
+            await close_database(engine)
+
+    def provide(value: object) -> Provide:
+        return Provide(lambda: value, use_cache=True, sync_to_thread=False)
+
+    app = Litestar(
+        route_handlers=[health, ready, users.router],
+        dependencies={
+            "settings": provide(settings),
+            "db": provide(engine),
+            "cache": provide(cache),
+            "token_issuer": provide(users.TokenIssuer(jwt_auth, settings.access_token_ttl_seconds)),
+            "revocations": provide(revocations),
+            "passwords": provide(
+                Passwords(settings.password_hash_time_cost, settings.password_hash_memory_kib)
+            ),
+            "login_limiter": provide(login_limiter),
+            "readiness_checks": provide(readiness_checks),
+        },
+        lifespan=[lifespan],
+        on_app_init=[jwt_auth.on_app_init],
+        before_request=reject_non_json_bodies,
+        exception_handlers=EXCEPTION_HANDLERS,
+        cors_config=CORSConfig(allow_origins=list(settings.cors_allow_origins))
+        if settings.cors_allow_origins
+        else None,
+        request_max_body_size=settings.max_request_body_bytes,
+        openapi_config=OpenAPIConfig(
+            title="clipdex",
+            version="1.0.0",
+            description=API_DESCRIPTION,
+            path="/schema",
+            render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
+        ),
+        debug=False,
+    )
+    # Litestar's middleware runs only for routed requests; wrapping the whole handler gives 404s and
+    # 405s a request id and an access-log line too.
+    app.asgi_handler = RequestContext(app.asgi_handler)
+    return app

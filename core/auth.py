@@ -1,0 +1,95 @@
+"""Authentication building blocks: password hashing, token revocation and login rate limiting.
+
+The users feature assembles these into Litestar's JWT auth. Revocations and rate-limit counters live
+in the cache port, so they hold across workers once the cache is shared.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from core.cache import Cache
+from core.errors import TooManyRequests
+
+logger = logging.getLogger("clipdex.auth")
+
+
+class Passwords:
+    """Argon2id password hashing, with cost parameters from the settings."""
+
+    def __init__(self, time_cost: int, memory_kib: int) -> None:
+        self._hasher = PasswordHasher(time_cost=time_cost, memory_cost=memory_kib)
+        # Verified against when the account does not exist, so that a missing account costs as much
+        # time as a wrong password and login timing does not tell which accounts exist.
+        self._dummy_hash = self._hasher.hash("clipdex-timing-equaliser")
+
+    async def hash(self, password: str) -> str:
+        # argon2 is deliberately slow (tens of ms of CPU): keep it off the event loop.
+        return await asyncio.to_thread(self._hasher.hash, password)
+
+    async def verify(self, password_hash: str | None, password: str) -> bool:
+        """Whether `password` matches; a missing hash (unknown account) never matches but costs the same."""
+
+        def verify() -> bool:
+            try:
+                return (
+                    self._hasher.verify(password_hash or self._dummy_hash, password)
+                    and password_hash is not None
+                )
+            except (VerificationError, InvalidHashError):
+                return False
+
+        return await asyncio.to_thread(verify)
+
+
+class TokenRevocations:
+    """Token ids revoked before their expiry, remembered only until they would have expired anyway."""
+
+    def __init__(self, cache: Cache) -> None:
+        self._cache = cache
+
+    async def revoke(self, token_id: str, expires_at: float) -> None:
+        remaining = int(expires_at - time.time()) + 1
+        if remaining > 0:
+            await self._cache.set(f"auth:revoked:{token_id}", b"1", expires_in=remaining)
+
+    async def is_revoked(self, token_id: str | None) -> bool:
+        if token_id is None:
+            return True
+        try:
+            return await self._cache.exists(f"auth:revoked:{token_id}")
+        except Exception:
+            # Failing open keeps the API up during a cache outage; tokens are short-lived, and a
+            # password change or account deletion still rejects old tokens through the database.
+            logger.warning("cache unavailable: token revocation not checked", exc_info=True)
+            return False
+
+
+class LoginRateLimiter:
+    """Fixed-window attempt counters: at most `limit` attempts per `window` seconds for each key."""
+
+    def __init__(self, cache: Cache, limit: int, window_seconds: int) -> None:
+        self._cache = cache
+        self._limit = limit
+        self._window = window_seconds
+
+    async def hit(self, *subjects: str) -> None:
+        """Count one attempt against every subject; raise TooManyRequests when any is over its limit."""
+        retry_after = 0
+        for subject in subjects:
+            # Hashing keeps arbitrary client text (emails, addresses) out of cache key syntax.
+            key = "auth:login-attempts:" + hashlib.sha256(subject.encode()).hexdigest()[:32]
+            try:
+                attempts = await self._cache.incr(key, expires_in=self._window)
+                if attempts > self._limit:
+                    retry_after = max(retry_after, await self._cache.expires_in(key) or self._window)
+            except Exception:
+                logger.warning("cache unavailable: login rate limit not applied", exc_info=True)
+        if retry_after:
+            raise TooManyRequests(retry_after, "Too many login attempts; try again later.")

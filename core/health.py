@@ -1,0 +1,65 @@
+"""Liveness and readiness endpoints for load balancers and orchestrators."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Literal
+
+import msgspec
+from litestar import Response, get
+from litestar.di import NamedDependency
+
+logger = logging.getLogger("clipdex.health")
+
+ReadinessCheck = Callable[[], Awaitable[object]]
+"""Raises when its dependency is not usable; may return details to show (e.g. an index lag)."""
+
+_CHECK_TIMEOUT_SECONDS = 2.0
+
+
+class Health(msgspec.Struct):
+    status: Literal["ok"] = "ok"
+
+
+class DependencyStatus(msgspec.Struct, omit_defaults=True):
+    status: Literal["ok", "failing"]
+    error: str = ""
+    details: object | None = None
+
+
+class Readiness(msgspec.Struct):
+    status: Literal["ready", "unavailable"]
+    dependencies: dict[str, DependencyStatus]
+
+
+@get("/health", summary="Liveness: the process answers (no I/O)", tags=["operations"], security=[])
+async def health() -> Health:
+    return Health()
+
+
+async def _run_check(name: str, check: ReadinessCheck) -> DependencyStatus:
+    try:
+        details = await asyncio.wait_for(check(), _CHECK_TIMEOUT_SECONDS)
+    except Exception as exc:
+        logger.warning("readiness check %s failed: %r", name, exc)
+        return DependencyStatus(status="failing", error=type(exc).__name__ + (f": {exc}" if str(exc) else ""))
+    return DependencyStatus(status="ok", details=details)
+
+
+@get(
+    "/ready",
+    summary="Readiness: every dependency answers; 503 names the ones that do not",
+    tags=["operations"],
+    security=[],
+)
+async def ready(readiness_checks: NamedDependency[dict[str, ReadinessCheck]]) -> Response[Readiness]:
+    names = list(readiness_checks)
+    results = await asyncio.gather(*(_run_check(name, readiness_checks[name]) for name in names))
+    dependencies = dict(zip(names, results, strict=True))
+    healthy = all(result.status == "ok" for result in results)
+    return Response(
+        Readiness(status="ready" if healthy else "unavailable", dependencies=dependencies),
+        status_code=200 if healthy else 503,
+    )

@@ -1,0 +1,139 @@
+"""Typed application settings, read once from the environment and `.env.<APP_ENV>.local`."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Literal
+
+import msgspec
+from dotenv import dotenv_values
+
+AppEnv = Literal["development", "production", "test"]
+APP_ENVS: tuple[str, ...] = ("development", "production", "test")
+
+# Anything that looks like one of these is a placeholder, not a secret.
+_PLACEHOLDER_MARKERS = ("change-me", "changeme", "placeholder", "insecure", "dev-only")
+_MIN_PRODUCTION_SECRET_LENGTH = 32
+_DEVELOPMENT_SECRET_KEY = "dev-only-insecure-secret-key-not-for-production"
+
+PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
+
+
+class SettingsError(Exception):
+    """A setting is missing or invalid; the message names the variable."""
+
+    def __init__(self, variable: str, problem: str) -> None:
+        super().__init__(f"{variable}: {problem}")
+        self.variable = variable
+        self.problem = problem
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper", forbid_unknown_fields=False):
+    """Every setting clipdex reads. Field `secret_key` is the variable `SECRET_KEY`, and so on."""
+
+    app_env: AppEnv = "development"
+    secret_key: str = ""
+    database_url: str = "sqlite:///data/clipdex.sqlite3"
+    sqlite_busy_timeout_seconds: Annotated[float, msgspec.Meta(ge=0, le=600)] = 5.0
+    postgres_pool_min_size: PositiveInt = 1
+    postgres_pool_max_size: PositiveInt = 10
+    access_token_ttl_seconds: Annotated[int, msgspec.Meta(ge=60, le=30 * 24 * 3600)] = 1800
+    password_hash_time_cost: Annotated[int, msgspec.Meta(ge=1, le=20)] = 3
+    password_hash_memory_kib: Annotated[int, msgspec.Meta(ge=1024, le=4_194_304)] = 65_536
+    login_rate_limit: PositiveInt = 5
+    login_rate_window_seconds: PositiveInt = 60
+    cors_allow_origins: tuple[str, ...] = ()
+    max_request_body_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 1_048_576
+    log_format: Literal["text", "json"] = "text"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    cache_max_entries: PositiveInt = 100_000
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite:")
+
+    @property
+    def sqlite_path(self) -> Path:
+        """The database file of a `sqlite:///relative` or `sqlite:////absolute` URL."""
+        return Path(self.database_url.removeprefix("sqlite:").removeprefix("//"))
+
+
+def load_settings(environ: Mapping[str, str] | None = None, env_dir: Path | None = None) -> Settings:
+    """Merge `.env.<APP_ENV>.local` under the real environment and validate the result.
+
+    Real environment variables win over the file. Raises SettingsError naming the first bad variable.
+    """
+    environ = os.environ if environ is None else environ
+    env_dir = Path.cwd() if env_dir is None else env_dir
+    app_env = environ.get("APP_ENV", "development") or "development"
+    if app_env not in APP_ENVS:
+        raise SettingsError("APP_ENV", f"must be one of {', '.join(APP_ENVS)}, got {app_env!r}")
+
+    env_file = env_dir / f".env.{app_env}.local"
+    from_file = (
+        {k: v for k, v in dotenv_values(env_file).items() if v is not None} if env_file.is_file() else {}
+    )
+    merged = {**from_file, **environ, "APP_ENV": app_env}
+
+    known = {field.encode_name: field for field in msgspec.structs.fields(Settings)}
+    raw: dict[str, object] = {}
+    for name, field in known.items():
+        if name not in merged:
+            continue
+        value = merged[name].strip()
+        if field.type == tuple[str, ...]:
+            raw[name] = tuple(part.strip() for part in value.split(",") if part.strip())
+        elif value != "":
+            raw[name] = value
+    try:
+        settings = msgspec.convert(raw, Settings, strict=False)
+    except msgspec.ValidationError as exc:
+        raise SettingsError(*_split_validation_error(str(exc))) from None
+    _check_consistency(settings)
+    if not settings.secret_key:
+        # Development and test run with no setup; production was refused above.
+        settings = msgspec.structs.replace(settings, secret_key=_DEVELOPMENT_SECRET_KEY)
+    return settings
+
+
+def _split_validation_error(message: str) -> tuple[str, str]:
+    # msgspec says e.g. "Expected `int`, got `str` - at `$.LOGIN_RATE_LIMIT`".
+    problem, sep, where = message.rpartition(" - at `$.")
+    if not sep:
+        return "settings", message
+    return where.rstrip("`").split(".")[0].split("[")[0], problem
+
+
+def _check_consistency(settings: Settings) -> None:
+    url = settings.database_url
+    if not url.startswith(("sqlite:///", "postgres://", "postgresql://")):
+        raise SettingsError("DATABASE_URL", "must start with sqlite:///, postgres:// or postgresql://")
+    if settings.is_sqlite and not str(settings.sqlite_path).strip("/"):
+        raise SettingsError("DATABASE_URL", "names no SQLite file")
+    if settings.postgres_pool_min_size > settings.postgres_pool_max_size:
+        raise SettingsError("POSTGRES_POOL_MIN_SIZE", "must not exceed POSTGRES_POOL_MAX_SIZE")
+    if settings.app_env == "production":
+        _check_production_secret(settings.secret_key)
+
+
+def _check_production_secret(secret: str) -> None:
+    if not secret:
+        raise SettingsError("SECRET_KEY", "is required in production")
+    if any(marker in secret.lower() for marker in _PLACEHOLDER_MARKERS):
+        raise SettingsError("SECRET_KEY", "is still a placeholder; generate one with `openssl rand -hex 32`")
+    if len(secret) < _MIN_PRODUCTION_SECRET_LENGTH:
+        raise SettingsError(
+            "SECRET_KEY", f"must be at least {_MIN_PRODUCTION_SECRET_LENGTH} characters in production"
+        )
+
+
+def load_settings_or_exit(environ: Mapping[str, str] | None = None) -> Settings:
+    """load_settings for entry points: a bad setting ends the process with one line naming it."""
+    try:
+        return load_settings(environ)
+    except SettingsError as exc:
+        print(f"clipdex: invalid setting {exc.variable}: {exc.problem}", file=sys.stderr)
+        raise SystemExit(2) from None

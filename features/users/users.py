@@ -1,0 +1,358 @@
+"""Accounts and authentication: registration, login and logout, and each user's own profile."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Annotated, Any
+
+import msgspec
+from email_validator import EmailNotValidError, validate_email
+from litestar import Request, Router, delete, get, patch, post
+from litestar.connection import ASGIConnection
+from litestar.di import NamedDependency
+from litestar.params import FromPath, JSONBody
+from litestar.security.jwt import JWTAuth, Token
+from piccolo.columns import UUID, Integer, Text, Timestamptz, Varchar
+from piccolo.columns.defaults.timestamptz import TimestamptzNow
+from piccolo.engine.base import Engine
+from piccolo.table import Table
+
+from core.auth import LoginRateLimiter, Passwords, TokenRevocations
+from core.database import is_unique_violation, write_transaction
+from core.errors import Conflict, InvalidInput, NotFound, Unauthorized, problem_responses
+from core.settings import Settings
+
+# ---------------------------------------------------------------- tables
+
+
+class User(Table, tablename="users"):
+    id = UUID(primary_key=True)
+    email = Varchar(length=254, unique=True)
+    username = Varchar(length=30)
+    # Lower-cased username: "Alice" and "alice" are one account name, whatever case it is shown in.
+    username_key = Varchar(length=30, unique=True)
+    display_name = Varchar(length=50, default="")
+    bio = Text(default="")
+    password_hash = Varchar(length=255)
+    # Bumped on password change: every token issued before it carries an older number and is refused.
+    token_version = Integer(default=0)
+    created_at = Timestamptz(default=TimestamptzNow())
+
+
+# ---------------------------------------------------------------- schemas
+
+Username = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=3,
+        max_length=30,
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="3-30 letters, digits, `_` or `-`; unique regardless of case.",
+        examples=["ada_l"],
+    ),
+]
+Password = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=8,
+        max_length=256,
+        description="At least 8 characters, not all digits, not equal to the username.",
+        examples=["correct-horse-battery"],
+    ),
+]
+DisplayName = Annotated[str, msgspec.Meta(max_length=50, examples=["Ada Lovelace"])]
+Bio = Annotated[str, msgspec.Meta(max_length=500, examples=["Notes on engines, analytical and otherwise."])]
+
+
+class UserRegister(msgspec.Struct, forbid_unknown_fields=True):
+    email: Annotated[str, msgspec.Meta(max_length=254, examples=["ada@example.com"])]
+    username: Username
+    password: Password
+
+
+class UserLogin(msgspec.Struct, forbid_unknown_fields=True):
+    login: Annotated[
+        str, msgspec.Meta(min_length=1, max_length=254, description="Email or username.", examples=["ada_l"])
+    ]
+    password: Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+
+
+class AccessToken(msgspec.Struct):
+    access_token: str
+    expires_in: Annotated[int, msgspec.Meta(description="Seconds until the token expires.")]
+    token_type: str = "bearer"
+
+
+class UserUpdate(msgspec.Struct, forbid_unknown_fields=True):
+    username: Username | msgspec.UnsetType = msgspec.UNSET
+    display_name: DisplayName | msgspec.UnsetType = msgspec.UNSET
+    bio: Bio | msgspec.UnsetType = msgspec.UNSET
+    password: Password | msgspec.UnsetType = msgspec.UNSET
+    current_password: (
+        Annotated[str, msgspec.Meta(max_length=256, description="Required when changing the password.")]
+        | msgspec.UnsetType
+    ) = msgspec.UNSET
+
+
+class AccountDeletion(msgspec.Struct, forbid_unknown_fields=True):
+    password: Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+
+
+class UserPublic(msgspec.Struct):
+    id: uuid.UUID
+    username: str
+    display_name: str
+    bio: str
+    joined_at: datetime
+
+
+class UserPrivate(msgspec.Struct):
+    """The signed-in user's own view of their account."""
+
+    id: uuid.UUID
+    email: str
+    username: str
+    display_name: str
+    bio: str
+    joined_at: datetime
+
+
+def public_view(user: User) -> UserPublic:
+    return UserPublic(user.id, user.username, user.display_name, user.bio, user.created_at)
+
+
+def private_view(user: User) -> UserPrivate:
+    return UserPrivate(user.id, user.email, user.username, user.display_name, user.bio, user.created_at)
+
+
+# ---------------------------------------------------------------- rules
+
+
+def normalise_email(raw: str) -> str:
+    try:
+        return validate_email(raw, check_deliverability=False).normalized.lower()
+    except EmailNotValidError as exc:
+        raise InvalidInput("email", str(exc)) from None
+
+
+def check_password_rules(password: str, username: str) -> None:
+    if password.isdigit():
+        raise InvalidInput("password", "must not be all digits")
+    if password.lower() == username.lower():
+        raise InvalidInput("password", "must not be the username")
+
+
+async def _raise_conflict_for(email: str | None, username: str | None, *, other_than: Any = None) -> None:
+    """Raise 409 naming the field whose value another account already holds."""
+    for field, column, value in (("email", User.email, email), ("username", User.username_key, username)):
+        if value is None:
+            continue
+        query = User.exists().where(column == value)
+        if other_than is not None:
+            query = query.where(User.id != other_than)
+        if await query:
+            raise Conflict(field, f"That {field} is already taken.")
+
+
+async def register_user(data: UserRegister, passwords: Passwords) -> User:
+    email = normalise_email(data.email)
+    check_password_rules(data.password, data.username)
+    await _raise_conflict_for(email, data.username.lower())
+    user = User(
+        email=email,
+        username=data.username,
+        username_key=data.username.lower(),
+        password_hash=await passwords.hash(data.password),
+    )
+    try:
+        await user.save()
+    except Exception as exc:
+        if not is_unique_violation(exc):
+            raise
+        # Someone else took the name between our check and our insert.
+        await _raise_conflict_for(email, data.username.lower())
+        raise
+    return user
+
+
+async def find_by_login(login: str) -> User | None:
+    column, value = (
+        (User.email, login.strip().lower()) if "@" in login else (User.username_key, login.lower())
+    )
+    return await User.objects().where(column == value).first()
+
+
+async def update_user(user: User, data: UserUpdate, engine: Engine, passwords: Passwords) -> User:
+    changes: dict[Any, Any] = {}
+    if data.username is not msgspec.UNSET:
+        await _raise_conflict_for(None, data.username.lower(), other_than=user.id)
+        changes |= {User.username: data.username, User.username_key: data.username.lower()}
+    if data.display_name is not msgspec.UNSET:
+        changes[User.display_name] = data.display_name.strip()
+    if data.bio is not msgspec.UNSET:
+        changes[User.bio] = data.bio.strip()
+    if data.password is not msgspec.UNSET:
+        if data.current_password is msgspec.UNSET:
+            raise InvalidInput("current_password", "is required to change the password")
+        if not await passwords.verify(user.password_hash, data.current_password):
+            raise InvalidInput("current_password", "does not match the current password")
+        check_password_rules(data.password, data.username or user.username)
+        changes[User.password_hash] = await passwords.hash(data.password)
+    if not changes:
+        return user
+    async with write_transaction(engine):
+        if User.password_hash in changes:
+            changes[User.token_version] = User.token_version + 1
+        try:
+            await User.update(changes).where(User.id == user.id)
+        except Exception as exc:
+            if is_unique_violation(exc):
+                raise Conflict("username", "That username is already taken.") from None
+            raise
+    return await User.objects().where(User.id == user.id).first()
+
+
+# ---------------------------------------------------------------- authentication
+
+
+class TokenIssuer:
+    """Issues access tokens that name the user, a unique id (for revocation) and the token version."""
+
+    def __init__(self, auth: JWTAuth[User, Token], ttl_seconds: int) -> None:
+        self._auth = auth
+        self._ttl_seconds = ttl_seconds
+
+    def issue(self, user: User) -> AccessToken:
+        token = self._auth.create_token(
+            identifier=str(user.id),
+            token_unique_jwt_id=uuid.uuid4().hex,
+            token_extras={"ver": user.token_version},
+        )
+        return AccessToken(access_token=token, expires_in=self._ttl_seconds)
+
+
+def build_user_auth(settings: Settings, revocations: TokenRevocations) -> JWTAuth[User, Token]:
+    """Litestar's JWT bearer auth, resolving tokens to users and honouring revocations."""
+
+    async def retrieve_user(token: Token, _: ASGIConnection[Any, Any, Any, Any]) -> User | None:
+        try:
+            user_id = uuid.UUID(token.sub)
+        except ValueError:
+            return None
+        user = await User.objects().where(User.id == user_id).first()
+        if user is None or token.extras.get("ver") != user.token_version:
+            return None
+        return user
+
+    async def is_revoked(token: Token, _: ASGIConnection[Any, Any, Any, Any]) -> bool:
+        return await revocations.is_revoked(token.jti if isinstance(token.jti, str) else None)
+
+    return JWTAuth[User, Token](
+        retrieve_user_handler=retrieve_user,
+        revoked_token_handler=is_revoked,
+        token_secret=settings.secret_key,
+        default_token_expiration=timedelta(seconds=settings.access_token_ttl_seconds),
+        exclude=["^/schema", "^/health$", "^/ready$", "^/metrics$"],
+        description="A bearer token from `POST /api/v1/auth/login`.",
+    )
+
+
+# ---------------------------------------------------------------- handlers
+
+_PUBLIC = {"exclude_from_auth": True}
+
+
+@post(
+    "/auth/register",
+    opt=_PUBLIC,
+    security=[],
+    summary="Create an account",
+    responses=problem_responses(400, 409, 413, 415),
+)
+async def register(data: JSONBody[UserRegister], passwords: NamedDependency[Passwords]) -> UserPrivate:
+    return private_view(await register_user(data, passwords))
+
+
+@post(
+    "/auth/login",
+    opt=_PUBLIC,
+    security=[],
+    status_code=200,
+    summary="Exchange credentials for a bearer token",
+    responses=problem_responses(400, 401, 429),
+)
+async def login(
+    request: Request[Any, Any, Any],
+    data: JSONBody[UserLogin],
+    token_issuer: NamedDependency[TokenIssuer],
+    login_limiter: NamedDependency[LoginRateLimiter],
+    passwords: NamedDependency[Passwords],
+) -> AccessToken:
+    client = request.client.host if request.client else "unknown"
+    await login_limiter.hit(f"address:{client}", f"account:{data.login.strip().lower()}")
+    user = await find_by_login(data.login)
+    if not await passwords.verify(user.password_hash if user else None, data.password) or user is None:
+        raise Unauthorized("Unknown login or wrong password.")
+    return token_issuer.issue(user)
+
+
+@post(
+    "/auth/logout",
+    status_code=204,
+    summary="Revoke the token of this request",
+    responses=problem_responses(401),
+)
+async def logout(request: Request[User, Token, Any], revocations: NamedDependency[TokenRevocations]) -> None:
+    token = request.auth
+    if isinstance(token.jti, str):
+        await revocations.revoke(token.jti, token.exp.timestamp())
+
+
+@get("/users/me", summary="My account", responses=problem_responses(401))
+async def read_me(request: Request[User, Token, Any]) -> UserPrivate:
+    return private_view(request.user)
+
+
+@patch("/users/me", summary="Change my profile or password", responses=problem_responses(400, 401, 409))
+async def update_me(
+    request: Request[User, Token, Any],
+    data: JSONBody[UserUpdate],
+    db: NamedDependency[Engine],
+    passwords: NamedDependency[Passwords],
+) -> UserPrivate:
+    """Changing the password needs `current_password`, and signs out every session, this one included."""
+    return private_view(await update_user(request.user, data, db, passwords))
+
+
+@delete(
+    "/users/me", summary="Delete my account and everything it owns", responses=problem_responses(400, 401)
+)
+async def delete_me(
+    request: Request[User, Token, Any], data: JSONBody[AccountDeletion], passwords: NamedDependency[Passwords]
+) -> None:
+    if not await passwords.verify(request.user.password_hash, data.password):
+        raise InvalidInput("password", "does not match the current password")
+    # Owned rows (videos, likes, ...) reference users with ON DELETE CASCADE.
+    await User.delete().where(User.id == request.user.id)
+
+
+@get(
+    "/users/{user_id:uuid}",
+    opt=_PUBLIC,
+    security=[],
+    summary="A user's public profile",
+    responses=problem_responses(404),
+)
+async def read_user(user_id: FromPath[uuid.UUID]) -> UserPublic:
+    user = await User.objects().where(User.id == user_id).first()
+    if user is None:
+        raise NotFound("No user with that id.")
+    return public_view(user)
+
+
+router = Router(
+    path="/api/v1",
+    route_handlers=[register, login, logout, read_me, update_me, delete_me, read_user],
+    tags=["users"],
+)
