@@ -22,6 +22,7 @@ from core.health import health, ready
 from core.observability import RequestContext, configure_logging, silence_server_access_log
 from core.settings import Settings, load_settings_or_exit
 from features.users import users
+from features.videos import videos
 from piccolo_conf import APP_REGISTRY
 
 API_DESCRIPTION = """A video catalogue with semantic search.
@@ -42,6 +43,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
     revocations = TokenRevocations(cache)
     login_limiter = LoginRateLimiter(cache, settings.login_rate_limit, settings.login_rate_window_seconds)
     jwt_auth = users.build_user_auth(settings, revocations)
+    video_reads = videos.VideoReads(cache, settings)
+    view_counter = videos.ViewCounter(cache, engine, video_reads)
     readiness_checks = {"database": lambda: check_database(engine), "cache": cache.ping}
 
     @asynccontextmanager
@@ -49,7 +52,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         await open_database(engine, settings)
         silence_server_access_log()
         try:
-            yield
+            async with view_counter.flushing_every(settings.view_flush_interval_seconds):
+                yield
         finally:
             await cache.close()
             await close_database(engine)
@@ -58,7 +62,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         return Provide(lambda: value, use_cache=True, sync_to_thread=False)
 
     app = Litestar(
-        route_handlers=[health, ready, users.router],
+        route_handlers=[health, ready, users.router, videos.router],
         dependencies={
             "settings": provide(settings),
             "db": provide(engine),
@@ -70,6 +74,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             ),
             "login_limiter": provide(login_limiter),
             "readiness_checks": provide(readiness_checks),
+            "video_reads": provide(video_reads),
+            "view_counter": provide(view_counter),
         },
         lifespan=[lifespan],
         on_app_init=[jwt_auth.on_app_init],

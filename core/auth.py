@@ -10,9 +10,13 @@ import asyncio
 import hashlib
 import logging
 import time
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from litestar.connection import ASGIConnection
+from litestar.middleware.authentication import AuthenticationResult
+from litestar.security.jwt import JWTAuthenticationMiddleware
 
 from core.cache import Cache
 from core.errors import TooManyRequests
@@ -88,8 +92,27 @@ class LoginRateLimiter:
             try:
                 attempts = await self._cache.incr(key, expires_in=self._window)
                 if attempts > self._limit:
-                    retry_after = max(retry_after, await self._cache.expires_in(key) or self._window)
+                    remaining = await self._cache.expires_in(key)
+                    # The port rounds to whole seconds, possibly down: one more second keeps a client
+                    # that waits exactly Retry-After from arriving while the window is still open.
+                    wait = self._window if remaining is None else min(self._window, remaining + 1)
+                    retry_after = max(retry_after, wait)
             except Exception:
                 logger.warning("cache unavailable: login rate limit not applied", exc_info=True)
         if retry_after:
             raise TooManyRequests(retry_after, "Too many login attempts; try again later.")
+
+
+class OptionalBearerAuthMiddleware(JWTAuthenticationMiddleware):
+    """Litestar's JWT middleware, letting routes marked `auth_optional` through without a token.
+
+    Such routes see `request.user` as None when no token is sent; a token that is sent must still be
+    valid, so a client with a bad token learns it instead of silently browsing anonymously.
+    """
+
+    async def authenticate_request(
+        self, connection: ASGIConnection[Any, Any, Any, Any]
+    ) -> AuthenticationResult:
+        if connection.route_handler.opt.get("auth_optional") and not connection.headers.get(self.auth_header):
+            return AuthenticationResult(user=None, auth=None)
+        return await super().authenticate_request(connection)

@@ -7,14 +7,19 @@ sits behind the same interface, so nothing above this module knows which one it 
 
 from __future__ import annotations
 
+import logging
 import time
 from abc import abstractmethod
 from collections import OrderedDict
 from datetime import timedelta
 
+import msgspec
 from litestar.stores.base import Store
+from prometheus_client import Counter
 
 from core.settings import Settings
+
+logger = logging.getLogger("clipdex.cache")
 
 
 def _seconds(expires_in: int | timedelta | None) -> int | None:
@@ -33,6 +38,15 @@ class Cache(Store):
         `expires_in` applies only when this call creates the key, giving a fixed window that starts
         with the first increment.
         """
+
+    @abstractmethod
+    async def increment_field(self, key: str, field: str, amount: int = 1) -> int:
+        """Add `amount` to one counter of the counter map at `key` (created when absent), atomically."""
+
+    @abstractmethod
+    async def pop_fields(self, key: str) -> dict[str, int]:
+        """Take the whole counter map at `key` and remove it, atomically: increments that land after
+        this call start a new map, so none is counted twice or lost."""
 
     @abstractmethod
     async def ping(self) -> None:
@@ -108,6 +122,20 @@ class InMemoryCache(Cache):
         self._put(key, str(value).encode(), expires_at)
         return value
 
+    async def increment_field(self, key: str, field: str, amount: int = 1) -> int:
+        entry = self._live(key)
+        counters: dict[str, int] = msgspec.json.decode(entry[0]) if entry else {}
+        counters[field] = counters.get(field, 0) + amount
+        self._put(key, msgspec.json.encode(counters), entry[1] if entry else None)
+        return counters[field]
+
+    async def pop_fields(self, key: str) -> dict[str, int]:
+        entry = self._live(key)
+        if entry is None:
+            return {}
+        del self._entries[key]
+        return msgspec.json.decode(entry[0])
+
     async def ping(self) -> None:
         return None
 
@@ -115,3 +143,57 @@ class InMemoryCache(Cache):
 def build_cache(settings: Settings) -> Cache:
     """The cache the settings select: the in-process one unless a shared one is configured."""
     return InMemoryCache(max_entries=settings.cache_max_entries)
+
+
+class ReadThroughCache:
+    """Cache reads and writes that never fail a request: errors are logged, counted and skipped.
+
+    Entries live under generation-stamped keys. A write bumps the generation of what it changed, so
+    every later read looks under a new key and can never find the state from before the write, even
+    when a slow reader stores an old copy under the old key after the write's invalidation.
+    """
+
+    def __init__(self, cache: Cache) -> None:
+        self._cache = cache
+
+    async def generation(self, name: str) -> int | None:
+        """The current generation of `name`; None when the cache is unavailable (read around it)."""
+        try:
+            raw = await self._cache.get(f"gen:{name}")
+        except Exception:
+            _cache_failed("generation")
+            return None
+        return int(raw) if raw else 0
+
+    async def bump(self, *names: str) -> None:
+        for name in names:
+            try:
+                await self._cache.incr(f"gen:{name}")
+            except Exception:
+                _cache_failed("bump")
+
+    async def get(self, key: str) -> bytes | None:
+        try:
+            value = await self._cache.get(key)
+        except Exception:
+            _cache_failed("get")
+            return None
+        CACHE_LOOKUPS.labels(result="hit" if value is not None else "miss").inc()
+        return value
+
+    async def put(self, key: str, value: bytes, ttl_seconds: int) -> None:
+        try:
+            await self._cache.set(key, value, expires_in=ttl_seconds)
+        except Exception:
+            _cache_failed("put")
+
+
+CACHE_LOOKUPS = Counter("clipdex_cache_lookups", "Read-through cache lookups.", ["result"])
+CACHE_ERRORS = Counter(
+    "clipdex_cache_errors", "Cache operations that failed and were skipped.", ["operation"]
+)
+
+
+def _cache_failed(operation: str) -> None:
+    CACHE_ERRORS.labels(operation=operation).inc()
+    logger.warning("cache %s failed; serving without the cache", operation, exc_info=True)

@@ -7,6 +7,7 @@ routing, auth, body size) and anything unexpected are translated here too.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 import msgspec
@@ -124,6 +125,10 @@ def problem_type(kind: str | None) -> str:
     return f"urn:clipdex:problem:{kind}" if kind else "about:blank"
 
 
+# msgspec names a missing or unknown field only in the message, located at the object that holds it.
+_NAMED_FIELD = re.compile(r"^Object (?:missing required|contains unknown) field `([^`]+)`")
+
+
 def _field_errors(exc: ValidationException) -> list[FieldError]:
     # Litestar describes each failure as {"message", "key", "source"}; msgspec adds "- at `$.field`".
     errors = []
@@ -135,6 +140,11 @@ def _field_errors(exc: ValidationException) -> list[FieldError]:
         if not key and " - at `$." in message:
             message, _, where = message.rpartition(" - at `$.")
             key = where.rstrip("`")
+        if key == "data" and item.get("source") == "body":
+            # Litestar keys errors at the body's root by the handler parameter's name, not a field.
+            key = ""
+        if named := _NAMED_FIELD.match(message):
+            key = f"{key}.{named.group(1)}" if key else named.group(1)
         errors.append(
             FieldError(field=str(key or "body"), message=message, source=str(item.get("source", "body")))
         )

@@ -50,6 +50,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper", forbid
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     cache_max_entries: PositiveInt = 100_000
+    video_cache_ttl_seconds: PositiveInt = 300
+    list_cache_ttl_seconds: PositiveInt = 30
+    view_flush_interval_seconds: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 5.0
 
     @property
     def is_sqlite(self) -> bool:
@@ -58,7 +61,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper", forbid
     @property
     def sqlite_path(self) -> Path:
         """The database file of a `sqlite:///relative` or `sqlite:////absolute` URL."""
-        return Path(self.database_url.removeprefix("sqlite:").removeprefix("//"))
+        return Path(self.database_url.removeprefix("sqlite:///"))
 
 
 def load_settings(environ: Mapping[str, str] | None = None, env_dir: Path | None = None) -> Settings:

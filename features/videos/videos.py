@@ -1,0 +1,793 @@
+"""The video catalogue: videos, likes and views, with read-through caching of what is read most."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+import msgspec
+from litestar import Request, Response, Router, delete, get, patch, post
+from litestar.di import NamedDependency
+from litestar.params import FromPath, JSONBody, QueryParameter
+from litestar.security.jwt import Token
+from piccolo.columns import (
+    JSON,
+    UUID,
+    BigInt,
+    Boolean,
+    ForeignKey,
+    Integer,
+    OnDelete,
+    Text,
+    Timestamptz,
+    Varchar,
+)
+from piccolo.columns.defaults.timestamptz import TimestamptzNow
+from piccolo.engine.base import Engine
+from piccolo.table import Table
+
+from core.cache import Cache, ReadThroughCache
+from core.database import write_transaction
+from core.errors import Forbidden, InvalidInput, NotFound, problem_responses
+from core.settings import Settings
+from features.users.users import User
+
+logger = logging.getLogger("clipdex.videos")
+
+# ---------------------------------------------------------------- tables
+
+
+class Video(Table, tablename="videos"):
+    id = UUID(primary_key=True)
+    owner = ForeignKey(User, on_delete=OnDelete.cascade, null=False, index=True)
+    title = Varchar(length=200)
+    description = Text(default="")
+    url = Varchar(length=2048)
+    thumbnail_url = Varchar(length=2048, null=True, default=None)
+    duration_seconds = Integer()
+    tags = JSON(default=[])
+    transcript = Text(null=True, default=None)
+    # Lets lists say whether a transcript exists without reading up to 100k characters per row.
+    has_transcript = Boolean(default=False)
+    visibility = Varchar(length=10, default="public", index=True)
+    like_count = Integer(default=0)
+    view_count = BigInt(default=0)
+    created_at = Timestamptz(default=TimestamptzNow(), index=True)
+    updated_at = Timestamptz(default=TimestamptzNow())
+
+
+class VideoTag(Table, tablename="video_tags"):
+    """One row per tag of a video: what the `tag` filter searches (tags are also kept on the video)."""
+
+    video = ForeignKey(Video, on_delete=OnDelete.cascade, null=False, index=True)
+    tag = Varchar(length=40, index=True)
+
+
+class VideoLike(Table, tablename="video_likes"):
+    """Who liked what; (user, video) is unique, by an index the migration creates."""
+
+    id = UUID(primary_key=True)
+    user = ForeignKey(User, on_delete=OnDelete.cascade, null=False)
+    video = ForeignKey(Video, on_delete=OnDelete.cascade, null=False, index=True)
+    created_at = Timestamptz(default=TimestamptzNow(), index=True)
+
+
+# ---------------------------------------------------------------- schemas
+
+Visibility = Literal["public", "unlisted", "private"]
+Sort = Literal["newest", "oldest", "most_viewed", "most_liked"]
+Title = Annotated[str, msgspec.Meta(max_length=400, description="1-200 characters after trimming.")]
+Description = Annotated[str, msgspec.Meta(max_length=5_000)]
+Transcript = Annotated[str, msgspec.Meta(max_length=100_000)]
+Url = Annotated[str, msgspec.Meta(max_length=2048, description="Absolute http(s) URL.")]
+Duration = Annotated[int, msgspec.Meta(ge=1, le=86_400, description="Seconds, 1 to 86,400.")]
+Tags = Annotated[
+    list[Annotated[str, msgspec.Meta(max_length=80)]],
+    msgspec.Meta(
+        max_length=20, description="At most 20 tags of 1-40 characters; stored lower-case, de-duplicated."
+    ),
+]
+
+
+class VideoCreate(msgspec.Struct, forbid_unknown_fields=True):
+    title: Title
+    url: Url
+    duration_seconds: Duration
+    description: Description = ""
+    thumbnail_url: Url | None = None
+    tags: Tags = msgspec.field(default_factory=list)
+    transcript: Transcript | None = None
+    visibility: Visibility = "public"
+
+
+class VideoUpdate(msgspec.Struct, forbid_unknown_fields=True):
+    title: Title | msgspec.UnsetType = msgspec.UNSET
+    url: Url | msgspec.UnsetType = msgspec.UNSET
+    duration_seconds: Duration | msgspec.UnsetType = msgspec.UNSET
+    description: Description | msgspec.UnsetType = msgspec.UNSET
+    thumbnail_url: Url | msgspec.UnsetType | None = msgspec.UNSET
+    tags: Tags | msgspec.UnsetType = msgspec.UNSET
+    transcript: Transcript | msgspec.UnsetType | None = msgspec.UNSET
+    visibility: Visibility | msgspec.UnsetType = msgspec.UNSET
+
+
+class VideoSummary(msgspec.Struct):
+    """A video as lists show it: everything but the (possibly long) transcript."""
+
+    id: uuid.UUID
+    owner_id: uuid.UUID
+    title: str
+    description: str
+    url: str
+    thumbnail_url: str | None
+    duration_seconds: int
+    tags: list[str]
+    visibility: Visibility
+    like_count: int
+    view_count: int
+    has_transcript: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+class VideoRead(VideoSummary):
+    transcript: str | None = None
+
+
+class VideoPage(msgspec.Struct):
+    items: list[VideoSummary]
+    next_cursor: Annotated[
+        str | None, msgspec.Meta(description="Pass as `cursor` for the next page; null on the last.")
+    ] = None
+
+
+class LikeState(msgspec.Struct):
+    liked: bool
+    like_count: int
+
+
+class ViewAccepted(msgspec.Struct):
+    status: Literal["accepted"] = "accepted"
+
+
+# ---------------------------------------------------------------- rules: validation
+
+
+def clean_title(raw: str) -> str:
+    title = raw.strip()
+    if not 1 <= len(title) <= 200:
+        raise InvalidInput("title", "must be 1-200 characters after trimming")
+    return title
+
+
+def clean_url(field: str, raw: str) -> str:
+    url = raw.strip()
+    parts = urlsplit(url)
+    if parts.scheme not in {"http", "https"} or not parts.hostname or any(c.isspace() for c in url):
+        raise InvalidInput(field, "must be an absolute http(s) URL")
+    return url
+
+
+def clean_tags(raw: list[str]) -> list[str]:
+    tags: list[str] = []
+    for tag in (t.strip().lower() for t in raw):
+        if not 1 <= len(tag) <= 40:
+            raise InvalidInput("tags", "each tag must be 1-40 characters")
+        if tag not in tags:
+            tags.append(tag)
+    return tags
+
+
+def clean_fields(data: VideoCreate | VideoUpdate) -> dict[str, Any]:
+    """The validated, normalised column values a create or update sets."""
+    values = {name: getattr(data, name) for name in data.__struct_fields__}
+    values = {name: value for name, value in values.items() if value is not msgspec.UNSET}
+    if "title" in values:
+        values["title"] = clean_title(values["title"])
+    if "url" in values:
+        values["url"] = clean_url("url", values["url"])
+    if values.get("thumbnail_url") is not None:
+        values["thumbnail_url"] = clean_url("thumbnail_url", values["thumbnail_url"])
+    if "tags" in values:
+        values["tags"] = clean_tags(values["tags"])
+    if "description" in values:
+        values["description"] = values["description"].strip()
+    return values
+
+
+# ---------------------------------------------------------------- rules: reading and caching
+
+_DETAIL_COLUMNS = (
+    Video.id,
+    Video.owner.as_alias("owner_id"),
+    Video.title,
+    Video.description,
+    Video.url,
+    Video.thumbnail_url,
+    Video.duration_seconds,
+    Video.tags,
+    Video.visibility,
+    Video.like_count,
+    Video.view_count,
+    Video.has_transcript,
+    Video.created_at,
+    Video.updated_at,
+)
+
+
+def _summary_from_row(
+    row: dict[str, Any], transcript: str | None = None, *, detail: bool = False
+) -> VideoSummary:
+    # SQLite returns UUIDs and JSON as text, PostgreSQL as objects: normalise both.
+    tags = row["tags"]
+    fields = {
+        **{key: row[key] for key in VideoSummary.__struct_fields__ if key in row},
+        "id": uuid.UUID(str(row["id"])),
+        "owner_id": uuid.UUID(str(row["owner_id"])),
+        "tags": msgspec.json.decode(tags) if isinstance(tags, (str, bytes)) else tags,
+    }
+    return VideoRead(**fields, transcript=transcript) if detail else VideoSummary(**fields)
+
+
+def can_see(video: VideoSummary, viewer: User | None) -> bool:
+    return video.visibility != "private" or (viewer is not None and viewer.id == video.owner_id)
+
+
+class VideoReads:
+    """Video detail and list pages, served from the cache when warm.
+
+    Detail entries are stamped with the video's generation, list pages with one generation shared by
+    all lists; every write bumps the generations it affects (see ReadThroughCache).
+    """
+
+    LISTS = "videos:lists"
+
+    def __init__(self, cache: Cache, settings: Settings) -> None:
+        self.cache = ReadThroughCache(cache)
+        self.detail_ttl = settings.video_cache_ttl_seconds
+        self.list_ttl = settings.list_cache_ttl_seconds
+
+    async def detail(self, video_id: uuid.UUID) -> tuple[bytes | None, bool]:
+        """The encoded VideoRead (None when no such video) and whether it came from the cache."""
+        generation = await self.cache.generation(f"video:{video_id}")
+        key = f"videos:detail:{video_id}:{generation}"
+        if generation is not None and (cached := await self.cache.get(key)) is not None:
+            return (cached or None), True
+        row = await Video.select(*_DETAIL_COLUMNS, Video.transcript).where(Video.id == video_id).first()
+        encoded = msgspec.json.encode(_summary_from_row(row, row["transcript"], detail=True)) if row else b""
+        if generation is not None:
+            # An empty entry remembers "no such video" too, so probing unknown ids stays cheap.
+            await self.cache.put(key, encoded, self.detail_ttl)
+        return (encoded or None), False
+
+    async def changed(self, *video_ids: uuid.UUID, lists: bool = True) -> None:
+        await self.cache.bump(
+            *(f"video:{video_id}" for video_id in video_ids), *([self.LISTS] if lists else [])
+        )
+
+    async def list_page(self, query: dict[str, Any], load: Any) -> tuple[bytes, bool]:
+        """A list page; first pages are cached per (query, viewer), later pages always come from the DB."""
+        if query.get("cursor"):
+            return msgspec.json.encode(await load()), False
+        generation = await self.cache.generation(self.LISTS)
+        fingerprint = hashlib.sha256(msgspec.json.encode(query, order="sorted")).hexdigest()[:32]
+        key = f"videos:list:{generation}:{fingerprint}"
+        if generation is not None and (cached := await self.cache.get(key)) is not None:
+            return cached, True
+        encoded = msgspec.json.encode(await load())
+        if generation is not None:
+            await self.cache.put(key, encoded, self.list_ttl)
+        return encoded, False
+
+
+async def visible_video(
+    reads: VideoReads, video_id: uuid.UUID, viewer: User | None
+) -> tuple[VideoRead, bytes, bool]:
+    """The video if this viewer may see it; 404 otherwise, so private ids do not leak."""
+    encoded, from_cache = await reads.detail(video_id)
+    video = msgspec.json.decode(encoded, type=VideoRead) if encoded else None
+    if video is None or not can_see(video, viewer):
+        raise NotFound("No video with that id.")
+    return video, encoded, from_cache
+
+
+async def owned_video(reads: VideoReads, video_id: uuid.UUID, viewer: User) -> VideoRead:
+    """The video if the viewer owns it: 403 when they can see it but do not own it, 404 when they can't."""
+    video, _, _ = await visible_video(reads, video_id, viewer)
+    if video.owner_id != viewer.id:
+        raise Forbidden("Only the owner can change this video.")
+    return video
+
+
+# ---------------------------------------------------------------- rules: pagination
+
+
+class Cursor(msgspec.Struct, array_like=True):
+    sort: str
+    filters: str
+    key: int | str
+    id: str
+
+
+def encode_cursor(cursor: Cursor) -> str:
+    return base64.urlsafe_b64encode(msgspec.json.encode(cursor)).decode().rstrip("=")
+
+
+def decode_cursor(raw: str, sort: str, filters: str) -> Cursor:
+    try:
+        cursor = msgspec.json.decode(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)), type=Cursor)
+        uuid.UUID(cursor.id)
+    except (ValueError, msgspec.DecodeError):
+        raise InvalidInput("cursor", "is not a cursor this API issued", source="query") from None
+    if cursor.sort != sort or cursor.filters != filters:
+        raise InvalidInput(
+            "cursor", "belongs to a different sort or filter; start again without it", source="query"
+        )
+    return cursor
+
+
+# (column, descending) for each sort; the video id breaks ties so the order is total.
+_SORT_KEYS: dict[str, tuple[Any, bool]] = {
+    "newest": (Video.created_at, True),
+    "oldest": (Video.created_at, False),
+    "most_viewed": (Video.view_count, True),
+    "most_liked": (Video.like_count, True),
+}
+
+
+def _sort_value(value: Any) -> int | str:
+    return value.isoformat() if isinstance(value, datetime) else int(value)
+
+
+def _after(column: Any, descending: bool, cursor: Cursor) -> Any:
+    value: Any = datetime.fromisoformat(cursor.key) if isinstance(cursor.key, str) else cursor.key
+    last_id = uuid.UUID(cursor.id)
+    if descending:
+        return (column < value) | ((column == value) & (Video.id < last_id))
+    return (column > value) | ((column == value) & (Video.id > last_id))
+
+
+class ListQuery(msgspec.Struct, kw_only=True):
+    limit: int = 20
+    cursor: str | None = None
+    sort: Sort = "newest"
+    owner: uuid.UUID | None = None
+    tag: str | None = None
+    min_duration: int | None = None
+    max_duration: int | None = None
+
+    def filters_fingerprint(self) -> str:
+        filters = [str(self.owner), self.tag, self.min_duration, self.max_duration]
+        return hashlib.sha256(msgspec.json.encode(filters)).hexdigest()[:12]
+
+
+async def list_videos(query: ListQuery, viewer: User | None, *, public_only: bool = False) -> VideoPage:
+    """A keyset page: rows strictly after the cursor's (sort key, id), so inserts never shift a walk."""
+    if query.min_duration and query.max_duration and query.min_duration > query.max_duration:
+        raise InvalidInput("min_duration", "must not exceed max_duration", source="query")
+    column, descending = _SORT_KEYS[query.sort]
+    select = Video.select(*_DETAIL_COLUMNS)
+    if public_only or viewer is None:
+        select = select.where(Video.visibility == "public")
+    else:
+        select = select.where((Video.visibility == "public") | (Video.owner == viewer.id))
+    if query.owner is not None:
+        select = select.where(Video.owner == query.owner)
+    if query.tag:
+        select = select.where(
+            Video.id.is_in(VideoTag.select(VideoTag.video).where(VideoTag.tag == query.tag.lower()))
+        )
+    if query.min_duration is not None:
+        select = select.where(Video.duration_seconds >= query.min_duration)
+    if query.max_duration is not None:
+        select = select.where(Video.duration_seconds <= query.max_duration)
+    fingerprint = query.filters_fingerprint()
+    if query.cursor:
+        select = select.where(
+            _after(column, descending, decode_cursor(query.cursor, query.sort, fingerprint))
+        )
+    rows = await select.order_by(column, Video.id, ascending=not descending).limit(query.limit + 1)
+    items = [_summary_from_row(row) for row in rows]
+    next_cursor = None
+    if len(items) > query.limit:
+        items = items[: query.limit]
+        last = items[-1]
+        key = getattr(last, column._meta.name)
+        next_cursor = encode_cursor(Cursor(query.sort, fingerprint, _sort_value(key), str(last.id)))
+    return VideoPage(items=items, next_cursor=next_cursor)
+
+
+# ---------------------------------------------------------------- rules: writes
+
+
+async def _replace_tags(video_id: uuid.UUID, tags: list[str]) -> None:
+    await VideoTag.delete().where(VideoTag.video == video_id)
+    if tags:
+        await VideoTag.insert(*(VideoTag(video=video_id, tag=tag) for tag in tags))
+
+
+async def create_video(owner: User, data: VideoCreate, engine: Engine) -> uuid.UUID:
+    values = clean_fields(data)
+    video = Video(owner=owner.id, has_transcript=bool(values.get("transcript")), **values)
+    async with write_transaction(engine):
+        await video.save()
+        await _replace_tags(video.id, values["tags"])
+    return video.id
+
+
+async def update_video(video_id: uuid.UUID, data: VideoUpdate, engine: Engine) -> None:
+    values = clean_fields(data)
+    if not values:
+        return
+    if "transcript" in values:
+        values["has_transcript"] = bool(values["transcript"])
+    values["updated_at"] = datetime.now(UTC)
+    async with write_transaction(engine):
+        await Video.update(
+            {Video._meta.get_column_by_name(name): value for name, value in values.items()}
+        ).where(Video.id == video_id)
+        if "tags" in values:
+            await _replace_tags(video_id, values["tags"])
+
+
+# Raw SQL because Piccolo's on_conflict() misreads SQLite 3.40 as older than 3.24 and refuses.
+_INSERT_LIKE = 'INSERT INTO video_likes (id, "user", video, created_at) VALUES ({}, {}, {}, {}) ON CONFLICT DO NOTHING RETURNING id'
+
+
+async def set_like(video_id: uuid.UUID, user: User, liked: bool, engine: Engine) -> LikeState:
+    """Like or unlike, idempotently; the count moves only when the like row really appeared or went.
+
+    The count is adjusted with `like_count = like_count ± 1` in the same transaction as the row, so
+    it stays exact under concurrent likes from many users on both engines.
+    """
+    async with write_transaction(engine):
+        if liked:
+            changed = await VideoLike.raw(_INSERT_LIKE, uuid.uuid4(), user.id, video_id, datetime.now(UTC))
+        else:
+            changed = (
+                await VideoLike.delete()
+                .where((VideoLike.video == video_id) & (VideoLike.user == user.id))
+                .returning(VideoLike.id)
+            )
+        if changed:
+            step = 1 if liked else -1
+            await Video.update({Video.like_count: Video.like_count + step}).where(Video.id == video_id)
+        row = await Video.select(Video.like_count).where(Video.id == video_id).first()
+    return LikeState(liked=liked, like_count=row["like_count"] if row else 0)
+
+
+class ViewCounter:
+    """Views are counted in the cache and written to the database in batches.
+
+    Recording a view is one atomic cache increment; `flush` takes the whole pending map atomically
+    (so several workers can flush the same shared cache without double counting) and applies it in
+    one transaction. If the cache is down, the view is written straight to the database instead.
+    """
+
+    PENDING = "videos:views:pending"
+
+    def __init__(self, cache: Cache, engine: Engine, reads: VideoReads) -> None:
+        self._cache = cache
+        self._engine = engine
+        self._reads = reads
+
+    async def record(self, video_id: uuid.UUID) -> None:
+        try:
+            await self._cache.increment_field(self.PENDING, str(video_id))
+        except Exception:
+            logger.warning("cache unavailable: writing a view straight to the database", exc_info=True)
+            await self._apply({str(video_id): 1})
+
+    async def flush(self) -> int:
+        """Write pending views to the database; returns how many were written."""
+        try:
+            pending = await self._cache.pop_fields(self.PENDING)
+        except Exception:
+            logger.warning("cache unavailable: view flush skipped", exc_info=True)
+            return 0
+        if not pending:
+            return 0
+        try:
+            await self._apply(pending)
+        except Exception:
+            # Put them back for the next flush rather than lose them.
+            logger.exception("view flush failed; %d views kept for the next flush", sum(pending.values()))
+            for video_id, count in pending.items():
+                await self._cache.increment_field(self.PENDING, video_id, count)
+            return 0
+        return sum(pending.values())
+
+    async def _apply(self, pending: dict[str, int]) -> None:
+        async with write_transaction(self._engine):
+            for video_id, count in pending.items():
+                await Video.update({Video.view_count: Video.view_count + count}).where(
+                    Video.id == uuid.UUID(video_id)
+                )
+        await self._reads.changed(*(uuid.UUID(video_id) for video_id in pending))
+
+    @asynccontextmanager
+    async def flushing_every(self, interval_seconds: float) -> AsyncIterator[None]:
+        """Flush in the background while the app runs, and once more on the way out."""
+
+        async def loop() -> None:
+            while True:
+                await asyncio.sleep(interval_seconds)
+                try:
+                    await self.flush()
+                except Exception:
+                    logger.exception("view flush crashed; retrying next interval")
+
+        task = asyncio.create_task(loop(), name="view-flusher")
+        try:
+            yield
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await self.flush()
+
+
+# ---------------------------------------------------------------- handlers
+
+_OPTIONAL_AUTH = {"auth_optional": True}
+
+Limit = Annotated[int, QueryParameter(ge=1, le=100, description="Items per page, 1-100.")]
+DurationFilter = Annotated[int | None, QueryParameter(ge=1, le=86_400)]
+
+
+def _json(
+    encoded: bytes, *, from_cache: bool, status_code: int = 200, etag: str | None = None
+) -> Response[bytes]:
+    headers = {"X-Cache": "hit" if from_cache else "miss"}
+    if etag:
+        headers["ETag"] = etag
+    return Response(encoded, media_type="application/json", status_code=status_code, headers=headers)
+
+
+def _viewer(request: Request[Any, Any, Any]) -> User | None:
+    return request.scope.get("user")
+
+
+@post("/videos", summary="Add a video to the catalogue", responses=problem_responses(400, 401, 413, 415))
+async def add_video(
+    request: Request[User, Token, Any],
+    data: JSONBody[VideoCreate],
+    db: NamedDependency[Engine],
+    video_reads: NamedDependency[VideoReads],
+) -> Response[VideoRead]:
+    video_id = await create_video(request.user, data, db)
+    await video_reads.changed(video_id)
+    _, encoded, _ = await visible_video(video_reads, video_id, request.user)
+    return _json(encoded, from_cache=False, status_code=201)
+
+
+@get("/videos", opt=_OPTIONAL_AUTH, summary="Browse the catalogue", responses=problem_responses(400, 401))
+async def browse_videos(
+    request: Request[Any, Any, Any],
+    video_reads: NamedDependency[VideoReads],
+    limit: Limit = 20,
+    cursor: Annotated[str | None, QueryParameter(max_length=512)] = None,
+    sort: Annotated[Sort, QueryParameter()] = "newest",
+    owner: Annotated[uuid.UUID | None, QueryParameter()] = None,
+    tag: Annotated[str | None, QueryParameter(min_length=1, max_length=40)] = None,
+    min_duration: DurationFilter = None,
+    max_duration: DurationFilter = None,
+) -> Response[VideoPage]:
+    """Public videos, plus the caller's own of any visibility. Pages follow `next_cursor`."""
+    query = ListQuery(
+        limit=limit,
+        cursor=cursor,
+        sort=sort,
+        owner=owner,
+        tag=tag,
+        min_duration=min_duration,
+        max_duration=max_duration,
+    )
+    viewer = _viewer(request)
+    cache_key = {"list": "all", "viewer": str(viewer.id) if viewer else None, **msgspec.structs.asdict(query)}
+    encoded, from_cache = await video_reads.list_page(cache_key, lambda: list_videos(query, viewer))
+    return _json(encoded, from_cache=from_cache)
+
+
+@get(
+    "/videos/{video_id:uuid}", opt=_OPTIONAL_AUTH, summary="One video", responses=problem_responses(401, 404)
+)
+async def read_video(
+    request: Request[Any, Any, Any], video_id: FromPath[uuid.UUID], video_reads: NamedDependency[VideoReads]
+) -> Response[VideoRead]:
+    """Public and unlisted videos for anyone, private ones for their owner. Supports `If-None-Match`."""
+    _, encoded, from_cache = await visible_video(video_reads, video_id, _viewer(request))
+    etag = '"' + hashlib.sha256(encoded).hexdigest()[:32] + '"'
+    if etag in request.headers.get("if-none-match", ""):
+        return Response(
+            b"", status_code=304, headers={"ETag": etag, "X-Cache": "hit" if from_cache else "miss"}
+        )
+    return _json(encoded, from_cache=from_cache, etag=etag)
+
+
+@patch(
+    "/videos/{video_id:uuid}",
+    summary="Change a video (owner only)",
+    responses=problem_responses(400, 401, 403, 404),
+)
+async def change_video(
+    request: Request[User, Token, Any],
+    video_id: FromPath[uuid.UUID],
+    data: JSONBody[VideoUpdate],
+    db: NamedDependency[Engine],
+    video_reads: NamedDependency[VideoReads],
+) -> Response[VideoRead]:
+    await owned_video(video_reads, video_id, request.user)
+    await update_video(video_id, data, db)
+    await video_reads.changed(video_id)
+    _, encoded, _ = await visible_video(video_reads, video_id, request.user)
+    return _json(encoded, from_cache=False)
+
+
+@delete(
+    "/videos/{video_id:uuid}",
+    summary="Delete a video (owner only)",
+    responses=problem_responses(401, 403, 404),
+)
+async def remove_video(
+    request: Request[User, Token, Any],
+    video_id: FromPath[uuid.UUID],
+    video_reads: NamedDependency[VideoReads],
+) -> None:
+    await owned_video(video_reads, video_id, request.user)
+    await Video.delete().where(Video.id == video_id)  # its likes and tags go with it (ON DELETE CASCADE)
+    await video_reads.changed(video_id)
+
+
+async def _like(
+    request: Request[User, Token, Any], video_id: uuid.UUID, liked: bool, db: Engine, reads: VideoReads
+) -> LikeState:
+    await visible_video(reads, video_id, request.user)
+    state = await set_like(video_id, request.user, liked, db)
+    await reads.changed(video_id)
+    return state
+
+
+@post(
+    "/videos/{video_id:uuid}/like",
+    status_code=200,
+    summary="Like a video",
+    responses=problem_responses(401, 404),
+)
+async def like_video(
+    request: Request[User, Token, Any],
+    video_id: FromPath[uuid.UUID],
+    db: NamedDependency[Engine],
+    video_reads: NamedDependency[VideoReads],
+) -> LikeState:
+    return await _like(request, video_id, True, db, video_reads)
+
+
+@delete(
+    "/videos/{video_id:uuid}/like",
+    status_code=200,
+    summary="Take back a like",
+    responses=problem_responses(401, 404),
+)
+async def unlike_video(
+    request: Request[User, Token, Any],
+    video_id: FromPath[uuid.UUID],
+    db: NamedDependency[Engine],
+    video_reads: NamedDependency[VideoReads],
+) -> LikeState:
+    return await _like(request, video_id, False, db, video_reads)
+
+
+@post(
+    "/videos/{video_id:uuid}/views",
+    opt=_OPTIONAL_AUTH,
+    status_code=202,
+    summary="Count one view",
+    responses=problem_responses(401, 404),
+)
+async def count_view(
+    request: Request[Any, Any, Any],
+    video_id: FromPath[uuid.UUID],
+    video_reads: NamedDependency[VideoReads],
+    view_counter: NamedDependency[ViewCounter],
+) -> ViewAccepted:
+    """Accepted at once; `view_count` catches up within VIEW_FLUSH_INTERVAL_SECONDS."""
+    await visible_video(video_reads, video_id, _viewer(request))
+    await view_counter.record(video_id)
+    return ViewAccepted()
+
+
+@get(
+    "/users/{user_id:uuid}/videos",
+    opt={"exclude_from_auth": True},
+    security=[],
+    summary="A user's public videos",
+    responses=problem_responses(400, 404),
+)
+async def videos_of_user(
+    user_id: FromPath[uuid.UUID],
+    video_reads: NamedDependency[VideoReads],
+    limit: Limit = 20,
+    cursor: Annotated[str | None, QueryParameter(max_length=512)] = None,
+) -> Response[VideoPage]:
+    if not await User.exists().where(User.id == user_id):
+        raise NotFound("No user with that id.")
+    query = ListQuery(limit=limit, cursor=cursor, owner=user_id)
+    cache_key = {"list": "user", **msgspec.structs.asdict(query)}
+    encoded, from_cache = await video_reads.list_page(
+        cache_key, lambda: list_videos(query, None, public_only=True)
+    )
+    return _json(encoded, from_cache=from_cache)
+
+
+_LIKED_COLUMNS = (
+    VideoLike.id.as_alias("like_id"),
+    VideoLike.created_at.as_alias("liked_at"),
+    VideoLike.video.id.as_alias("id"),
+    VideoLike.video.owner.as_alias("owner_id"),
+    *(
+        getattr(VideoLike.video, column._meta.name).as_alias(column._meta.name)
+        for column in _DETAIL_COLUMNS[2:]
+    ),
+)
+
+
+async def liked_videos(user: User, limit: int, cursor: str | None) -> VideoPage:
+    """Videos this user liked that they can still see, newest like first."""
+    select = VideoLike.select(*_LIKED_COLUMNS).where(
+        (VideoLike.user == user.id)
+        & ((VideoLike.video.visibility != "private") | (VideoLike.video.owner == user.id))
+    )
+    if cursor:
+        after = decode_cursor(cursor, "liked", "")
+        liked_at = datetime.fromisoformat(str(after.key))
+        select = select.where(
+            (VideoLike.created_at < liked_at)
+            | ((VideoLike.created_at == liked_at) & (VideoLike.id < uuid.UUID(after.id)))
+        )
+    rows = await select.order_by(VideoLike.created_at, VideoLike.id, ascending=False).limit(limit + 1)
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        last = rows[-1]
+        next_cursor = encode_cursor(Cursor("liked", "", _sort_value(last["liked_at"]), str(last["like_id"])))
+    return VideoPage(items=[_summary_from_row(row) for row in rows], next_cursor=next_cursor)
+
+
+@get("/users/me/likes", summary="Videos I liked, newest like first", responses=problem_responses(400, 401))
+async def my_likes(
+    request: Request[User, Token, Any],
+    video_reads: NamedDependency[VideoReads],
+    limit: Limit = 20,
+    cursor: Annotated[str | None, QueryParameter(max_length=512)] = None,
+) -> Response[VideoPage]:
+    cache_key = {"list": "likes", "viewer": str(request.user.id), "limit": limit, "cursor": cursor}
+    encoded, from_cache = await video_reads.list_page(
+        cache_key, lambda: liked_videos(request.user, limit, cursor)
+    )
+    return _json(encoded, from_cache=from_cache)
+
+
+router = Router(
+    path="/api/v1",
+    route_handlers=[
+        add_video,
+        browse_videos,
+        read_video,
+        change_video,
+        remove_video,
+        like_video,
+        unlike_video,
+        count_view,
+        videos_of_user,
+        my_likes,
+    ],
+    tags=["videos"],
+)
