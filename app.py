@@ -43,6 +43,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     revocations = TokenRevocations(cache)
     login_limiter = LoginRateLimiter(cache, settings.login_rate_limit, settings.login_rate_window_seconds)
     jwt_auth = users.build_user_auth(settings, revocations)
+    passwords = Passwords(settings.password_hash_time_cost, settings.password_hash_memory_kib)
     video_reads = videos.VideoReads(cache, settings)
     view_counter = videos.ViewCounter(cache, engine, video_reads)
     readiness_checks = {"database": lambda: check_database(engine), "cache": cache.ping}
@@ -78,6 +79,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             "view_counter": provide(view_counter),
         },
         lifespan=[lifespan],
+        plugins=[videos.DemoSeedCommand(engine, passwords)],
         on_app_init=[jwt_auth.on_app_init],
         before_request=reject_non_json_bodies,
         exception_handlers=EXCEPTION_HANDLERS,

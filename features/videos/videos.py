@@ -9,14 +9,18 @@ import logging
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from importlib import resources
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
+import click
 import msgspec
-from litestar import Request, Response, Router, delete, get, patch, post
+from click import Group
+from litestar import Litestar, Request, Response, Router, delete, get, patch, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
+from litestar.plugins import CLIPluginProtocol
 from litestar.security.jwt import Token
 from piccolo.columns import (
     JSON,
@@ -33,7 +37,9 @@ from piccolo.columns import (
 from piccolo.columns.defaults.timestamptz import TimestamptzNow
 from piccolo.engine.base import Engine
 from piccolo.table import Table
+from rich.progress import Progress
 
+from core.auth import Passwords
 from core.cache import Cache, ReadThroughCache
 from core.database import write_transaction
 from core.errors import Forbidden, InvalidInput, NotFound, problem_responses
@@ -414,8 +420,12 @@ async def _replace_tags(video_id: uuid.UUID, tags: list[str]) -> None:
         await VideoTag.insert(*(VideoTag(video=video_id, tag=tag) for tag in tags))
 
 
-async def create_video(owner: User, data: VideoCreate, engine: Engine) -> uuid.UUID:
+async def create_video(
+    owner: User, data: VideoCreate, engine: Engine, *, created_at: datetime | None = None
+) -> uuid.UUID:
     values = clean_fields(data)
+    if created_at is not None:
+        values["created_at"] = values["updated_at"] = created_at
     video = Video(owner=owner.id, has_transcript=bool(values.get("transcript")), **values)
     async with write_transaction(engine):
         await video.save()
@@ -791,3 +801,88 @@ router = Router(
     ],
     tags=["videos"],
 )
+
+
+# ---------------------------------------------------------------- demo catalogue
+
+DEMO_EMAIL = "demo@clipdex.example"
+DEMO_USERNAME = "demo"
+DEMO_PASSWORD = "clipdex-demo-password"
+DEMO_MEDIA = "https://media.clipdex.example/demo"
+
+
+class DemoVideo(msgspec.Struct, forbid_unknown_fields=True):
+    slug: str
+    title: str
+    description: str
+    tags: list[str]
+    duration_seconds: int
+    visibility: Visibility
+    transcript: str | None = None
+
+
+def load_demo_catalogue() -> list[DemoVideo]:
+    raw = resources.files("features.videos").joinpath("demo_catalogue.json").read_bytes()
+    return msgspec.json.decode(raw, type=list[DemoVideo])
+
+
+async def seed_demo_catalogue(
+    engine: Engine, passwords: Passwords, *, only_if_empty: bool = False, show_progress: bool = True
+) -> int:
+    """Create the demo user and any demo video it does not have yet; returns how many were added.
+
+    Idempotent: a video is identified by its URL, which comes from its slug.
+    """
+    if only_if_empty and await Video.exists():
+        return 0
+    demo = await User.objects().where(User.username_key == DEMO_USERNAME).first()
+    if demo is None:
+        demo = User(
+            email=DEMO_EMAIL,
+            username=DEMO_USERNAME,
+            username_key=DEMO_USERNAME,
+            display_name="clipdex demo",
+            password_hash=await passwords.hash(DEMO_PASSWORD),
+        )
+        await demo.save()
+    have = {row["url"] for row in await Video.select(Video.url).where(Video.owner == demo.id)}
+    missing = [item for item in load_demo_catalogue() if f"{DEMO_MEDIA}/{item.slug}.mp4" not in have]
+    now = datetime.now(UTC)
+    with Progress(disable=not show_progress) as progress:
+        task = progress.add_task("Seeding demo videos", total=len(missing))
+        for index, item in enumerate(missing):
+            data = VideoCreate(
+                title=item.title,
+                url=f"{DEMO_MEDIA}/{item.slug}.mp4",
+                duration_seconds=item.duration_seconds,
+                description=item.description,
+                thumbnail_url=f"{DEMO_MEDIA}/{item.slug}.jpg",
+                tags=item.tags,
+                transcript=item.transcript,
+                visibility=item.visibility,
+            )
+            # Spread creation times over past weeks so "newest" and "oldest" differ meaningfully.
+            await create_video(
+                demo, data, engine, created_at=now - timedelta(hours=3 * (len(missing) - index))
+            )
+            progress.advance(task)
+    return len(missing)
+
+
+class DemoSeedCommand(CLIPluginProtocol):
+    """`litestar seed`: load the demo catalogue (see README)."""
+
+    def __init__(self, engine: Engine, passwords: Passwords) -> None:
+        self._engine = engine
+        self._passwords = passwords
+
+    def on_cli_init(self, cli: Group) -> None:
+        @cli.command(name="seed", help="Create the demo user and the demo catalogue (idempotent).")
+        @click.option("--if-empty", is_flag=True, help="Only seed when there are no videos at all.")
+        def seed(app: Litestar, if_empty: bool) -> None:
+            async def run() -> int:
+                async with app.lifespan():
+                    return await seed_demo_catalogue(self._engine, self._passwords, only_if_empty=if_empty)
+
+            added = asyncio.run(run())
+            click.echo(f"Demo catalogue: {added} videos added (log in as {DEMO_USERNAME} / {DEMO_PASSWORD}).")
