@@ -9,7 +9,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 WORKERS ?= 2
 
-.PHONY: run test lint migrate serve-production clean
+.PHONY: run test lint migrate seed serve-production clean
 
 $(INSTALLED): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,7 +20,11 @@ $(INSTALLED): pyproject.toml
 migrate: $(INSTALLED)
 	$(BIN)/piccolo migrations forwards all
 
+seed: migrate
+	$(BIN)/litestar --app app:create_app seed
+
 run: migrate
+	$(BIN)/litestar --app app:create_app seed --if-empty
 	$(BIN)/litestar --app app:create_app run --reload --host $(HOST) --port $(PORT)
 
 lint: $(INSTALLED)
