@@ -13,9 +13,10 @@ from litestar.config.cors import CORSConfig
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
+from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 
 from core.auth import LoginRateLimiter, Passwords, TokenRevocations
-from core.cache import build_cache
+from core.cache import Cache, build_cache
 from core.database import bind_tables, build_engine, check_database, close_database, open_database
 from core.errors import EXCEPTION_HANDLERS, reject_non_json_bodies
 from core.health import health, ready
@@ -31,7 +32,11 @@ Errors are RFC 9457 problem details (`application/problem+json`); invalid input 
 `errors[].field`. Every response carries `X-Request-ID`."""
 
 
-def create_app(settings: Settings | None = None) -> Litestar:
+def create_app(settings: Settings | None = None, *, cache: Cache | None = None) -> Litestar:
+    """The app for these settings (read from the environment when not given).
+
+    `cache` replaces the cache the settings select; the tests use it to run against a failing cache.
+    """
     settings = settings or load_settings_or_exit()
     configure_logging(settings)
 
@@ -39,7 +44,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     bind_tables(
         engine, [table for config in APP_REGISTRY.app_configs.values() for table in config.table_classes]
     )
-    cache = build_cache(settings)
+    cache = cache or build_cache(settings)
     revocations = TokenRevocations(cache)
     login_limiter = LoginRateLimiter(cache, settings.login_rate_limit, settings.login_rate_window_seconds)
     jwt_auth = users.build_user_auth(settings, revocations)
@@ -63,7 +68,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         return Provide(lambda: value, use_cache=True, sync_to_thread=False)
 
     app = Litestar(
-        route_handlers=[health, ready, users.router, videos.router],
+        route_handlers=[health, ready, PrometheusController, users.router, videos.router],
         dependencies={
             "settings": provide(settings),
             "db": provide(engine),
@@ -81,6 +86,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         lifespan=[lifespan],
         plugins=[videos.DemoSeedCommand(engine, passwords)],
         on_app_init=[jwt_auth.on_app_init],
+        middleware=[PrometheusConfig(app_name="clipdex", prefix="clipdex", group_path=True).middleware],
         before_request=reject_non_json_bodies,
         exception_handlers=EXCEPTION_HANDLERS,
         cors_config=CORSConfig(allow_origins=list(settings.cors_allow_origins))
