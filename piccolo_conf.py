@@ -6,7 +6,7 @@ app registry (as app.py does) opens nothing.
 
 from piccolo.conf.apps import AppRegistry
 
-PICCOLO_APPS = ["features.users.piccolo_app", "features.videos.piccolo_app"]
+PICCOLO_APPS = ["core.piccolo_app", "features.users.piccolo_app", "features.videos.piccolo_app"]
 
 APP_REGISTRY = AppRegistry(apps=PICCOLO_APPS)
 

@@ -43,10 +43,14 @@ from core.auth import Passwords
 from core.cache import Cache, ReadThroughCache
 from core.database import write_transaction
 from core.errors import Forbidden, InvalidInput, NotFound, problem_responses
+from core.outbox import publish
 from core.settings import Settings
 from features.users.users import User
 
 logger = logging.getLogger("clipdex.videos")
+
+# The outbox topic of video creates, updates and deletes (the search index follows it).
+VIDEO_CHANGES = "videos"
 
 # ---------------------------------------------------------------- tables
 
@@ -176,7 +180,10 @@ def clean_title(raw: str) -> str:
 
 def clean_url(field: str, raw: str) -> str:
     url = raw.strip()
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. an unclosed IPv6 bracket: the client's mistake, not a server error
+        raise InvalidInput(field, "must be an absolute http(s) URL") from None
     if parts.scheme not in {"http", "https"} or not parts.hostname or any(c.isspace() for c in url):
         raise InvalidInput(field, "must be an absolute http(s) URL")
     return url
@@ -430,6 +437,7 @@ async def create_video(
     async with write_transaction(engine):
         await video.save()
         await _replace_tags(video.id, values["tags"])
+        await publish(VIDEO_CHANGES, str(video.id))
     return video.id
 
 
@@ -446,6 +454,13 @@ async def update_video(video_id: uuid.UUID, data: VideoUpdate, engine: Engine) -
         ).where(Video.id == video_id)
         if "tags" in values:
             await _replace_tags(video_id, values["tags"])
+        await publish(VIDEO_CHANGES, str(video_id))
+
+
+async def delete_video(video_id: uuid.UUID, engine: Engine) -> None:
+    async with write_transaction(engine):
+        await Video.delete().where(Video.id == video_id)  # its likes and tags go with it (ON DELETE CASCADE)
+        await publish(VIDEO_CHANGES, str(video_id))
 
 
 # Raw SQL because Piccolo's on_conflict() misreads SQLite 3.40 as older than 3.24 and refuses.
@@ -649,10 +664,11 @@ async def change_video(
 async def remove_video(
     request: Request[User, Token, Any],
     video_id: FromPath[uuid.UUID],
+    db: NamedDependency[Engine],
     video_reads: NamedDependency[VideoReads],
 ) -> None:
     await owned_video(video_reads, video_id, request.user)
-    await Video.delete().where(Video.id == video_id)  # its likes and tags go with it (ON DELETE CASCADE)
+    await delete_video(video_id, db)
     await video_reads.changed(video_id)
 
 

@@ -1,0 +1,161 @@
+"""A transactional outbox: changes recorded in the same transaction as the write, delivered later.
+
+A feature calls `publish(topic, key)` inside its write transaction, so the event exists exactly when
+the write committed. An `OutboxRelay` drains a topic in the background, with retries and
+exponential backoff, and reports its lag. Handlers must be idempotent: a key may be delivered more
+than once (two workers, or a crash between handling and acknowledging), never zero times.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+
+import msgspec
+from piccolo.columns import Integer, Serial, Text, Timestamptz, Varchar
+from piccolo.columns.defaults.timestamptz import TimestamptzNow
+from piccolo.engine.base import Engine
+from piccolo.table import Table
+
+from core.database import write_transaction
+
+logger = logging.getLogger("clipdex.outbox")
+
+Handler = Callable[[list[str]], Awaitable[None]]
+
+
+class OutboxEvent(Table, tablename="outbox"):
+    id = Serial(primary_key=True)
+    topic = Varchar(length=50)
+    key = Varchar(length=100)
+    created_at = Timestamptz(default=TimestamptzNow())
+    # Not delivered before this time: set forward while a relay works on it (a lease) and on failure.
+    available_at = Timestamptz(default=TimestamptzNow(), index=True)
+    attempts = Integer(default=0)
+    last_error = Text(default="")
+
+
+async def publish(topic: str, *keys: str) -> None:
+    """Record that `keys` changed; call inside the transaction that changed them."""
+    if keys:
+        await OutboxEvent.insert(*(OutboxEvent(topic=topic, key=key) for key in keys))
+
+
+class OutboxLag(msgspec.Struct):
+    pending: int
+    oldest_age_seconds: float
+
+
+async def outbox_lag(topic: str) -> OutboxLag:
+    row = await (
+        OutboxEvent.select(OutboxEvent.id.count().as_alias("pending"))
+        .where(OutboxEvent.topic == topic)
+        .first()
+    )
+    oldest = (
+        await OutboxEvent.select(OutboxEvent.created_at)
+        .where(OutboxEvent.topic == topic)
+        .order_by(OutboxEvent.id)
+        .first()
+    )
+    age = (datetime.now(UTC) - oldest["created_at"]).total_seconds() if oldest else 0.0
+    return OutboxLag(pending=row["pending"] if row else 0, oldest_age_seconds=round(max(age, 0.0), 3))
+
+
+class OutboxRelay:
+    """Delivers one topic's events to a handler in batches, retrying failures with backoff."""
+
+    def __init__(
+        self,
+        topic: str,
+        handler: Handler,
+        engine: Engine,
+        *,
+        batch_size: int = 64,
+        lease_seconds: float = 60.0,
+        max_backoff_seconds: float = 60.0,
+    ) -> None:
+        self.topic = topic
+        self._handler = handler
+        self._engine = engine
+        self._batch_size = batch_size
+        self._lease = timedelta(seconds=lease_seconds)
+        self._max_backoff = max_backoff_seconds
+
+    async def _claim(self) -> list[dict]:
+        """Take up to a batch of due events, leasing them so another relay skips them meanwhile."""
+        now = datetime.now(UTC)
+        async with write_transaction(self._engine):
+            rows = (
+                await OutboxEvent.select(OutboxEvent.id, OutboxEvent.key, OutboxEvent.attempts)
+                .where((OutboxEvent.topic == self.topic) & (OutboxEvent.available_at <= now))
+                .order_by(OutboxEvent.id)
+                .limit(self._batch_size)
+            )
+            if rows:
+                await OutboxEvent.update({OutboxEvent.available_at: now + self._lease}).where(
+                    OutboxEvent.id.is_in([row["id"] for row in rows])
+                )
+        return rows
+
+    async def deliver_once(self) -> int:
+        """Deliver one batch; returns how many events it acknowledged (0: nothing due, or it failed)."""
+        rows = await self._claim()
+        if not rows:
+            return 0
+        ids = [row["id"] for row in rows]
+        keys = list(dict.fromkeys(row["key"] for row in rows))  # one delivery per key per batch
+        try:
+            await self._handler(keys)
+        except Exception as exc:
+            attempts = max(row["attempts"] for row in rows) + 1
+            delay = min(self._max_backoff, 0.5 * 2 ** min(attempts, 16))
+            logger.warning(
+                "outbox %s: delivery of %d events failed (attempt %d), retrying in %.1fs: %r",
+                self.topic,
+                len(ids),
+                attempts,
+                delay,
+                exc,
+            )
+            await OutboxEvent.update(
+                {
+                    OutboxEvent.attempts: OutboxEvent.attempts + 1,
+                    OutboxEvent.available_at: datetime.now(UTC) + timedelta(seconds=delay),
+                    OutboxEvent.last_error: repr(exc)[:2000],
+                }
+            ).where(OutboxEvent.id.is_in(ids))
+            return 0
+        await OutboxEvent.delete().where(OutboxEvent.id.is_in(ids))
+        return len(ids)
+
+    async def drain(self) -> int:
+        """Deliver until nothing is due; returns how many events were acknowledged."""
+        total = 0
+        while delivered := await self.deliver_once():
+            total += delivered
+        return total
+
+    @asynccontextmanager
+    async def running(self, poll_seconds: float) -> AsyncIterator[None]:
+        """Relay in the background while the app runs."""
+
+        async def loop() -> None:
+            while True:
+                try:
+                    delivered = await self.deliver_once()
+                except Exception:
+                    logger.exception("outbox %s: relay crashed; retrying", self.topic)
+                    delivered = 0
+                if not delivered:
+                    await asyncio.sleep(poll_seconds)
+
+        task = asyncio.create_task(loop(), name=f"outbox-{self.topic}")
+        try:
+            yield
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
