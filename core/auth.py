@@ -10,12 +10,14 @@ import asyncio
 import hashlib
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from litestar.connection import ASGIConnection
 from litestar.middleware.authentication import AuthenticationResult
+from litestar.openapi.spec import Operation
 from litestar.security.jwt import JWTAuthenticationMiddleware
 
 from core.cache import Cache
@@ -116,3 +118,16 @@ class OptionalBearerAuthMiddleware(JWTAuthenticationMiddleware):
         if connection.route_handler.opt.get("auth_optional") and not connection.headers.get(self.auth_header):
             return AuthenticationResult(user=None, auth=None)
         return await super().authenticate_request(connection)
+
+
+@dataclass
+class PublicOperation(Operation):
+    """The OpenAPI operation of an endpoint that needs no token (pass it as `operation_class`).
+
+    The JWT auth declares the bearer scheme API-wide, and Litestar leaves a handler's empty `security`
+    out of the document, so public endpoints would be documented as needing a token; an explicit
+    empty list overrides the API-wide requirement.
+    """
+
+    def __post_init__(self) -> None:
+        self.security = []

@@ -10,6 +10,9 @@ from typing import Literal
 import msgspec
 from litestar import Response, get
 from litestar.di import NamedDependency
+from litestar.openapi import ResponseSpec
+
+from core.auth import PublicOperation
 
 logger = logging.getLogger("clipdex.health")
 
@@ -34,7 +37,13 @@ class Readiness(msgspec.Struct):
     dependencies: dict[str, DependencyStatus]
 
 
-@get("/health", summary="Liveness: the process answers (no I/O)", tags=["operations"], security=[])
+@get(
+    "/health",
+    summary="Liveness: the process answers (no I/O)",
+    tags=["operations"],
+    security=[],
+    operation_class=PublicOperation,
+)
 async def health() -> Health:
     return Health()
 
@@ -53,6 +62,8 @@ async def _run_check(name: str, check: ReadinessCheck) -> DependencyStatus:
     summary="Readiness: every dependency answers; 503 names the ones that do not",
     tags=["operations"],
     security=[],
+    operation_class=PublicOperation,
+    responses={503: ResponseSpec(data_container=Readiness, description="A dependency is failing")},
 )
 async def ready(readiness_checks: NamedDependency[dict[str, ReadinessCheck]]) -> Response[Readiness]:
     names = list(readiness_checks)

@@ -53,6 +53,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper", forbid
     video_cache_ttl_seconds: PositiveInt = 300
     list_cache_ttl_seconds: PositiveInt = 30
     view_flush_interval_seconds: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 5.0
+    vector_index_path: str = "data/vector-index"  # ":memory:" keeps the index in memory only
+    search_cache_ttl_seconds: PositiveInt = 30
+    outbox_poll_seconds: Annotated[float, msgspec.Meta(gt=0, le=60)] = 1.0
 
     @property
     def is_sqlite(self) -> bool:
@@ -114,7 +117,8 @@ def _check_consistency(settings: Settings) -> None:
     url = settings.database_url
     if not url.startswith(("sqlite:///", "postgres://", "postgresql://")):
         raise SettingsError("DATABASE_URL", "must start with sqlite:///, postgres:// or postgresql://")
-    if settings.is_sqlite and not str(settings.sqlite_path).strip("/"):
+    # Checked on the URL itself: `sqlite_path` of an empty path is Path("."), which looks like a name.
+    if settings.is_sqlite and not url.removeprefix("sqlite:///").strip("/"):
         raise SettingsError("DATABASE_URL", "names no SQLite file")
     if settings.postgres_pool_min_size > settings.postgres_pool_max_size:
         raise SettingsError("POSTGRES_POOL_MIN_SIZE", "must not exceed POSTGRES_POOL_MAX_SIZE")

@@ -18,7 +18,13 @@ from piccolo.columns.defaults.timestamptz import TimestamptzNow
 from piccolo.engine.base import Engine
 from piccolo.table import Table
 
-from core.auth import LoginRateLimiter, Passwords, TokenRevocations
+from core.auth import (
+    LoginRateLimiter,
+    OptionalBearerAuthMiddleware,
+    Passwords,
+    PublicOperation,
+    TokenRevocations,
+)
 from core.database import is_unique_violation, write_transaction
 from core.errors import Conflict, InvalidInput, NotFound, Unauthorized, problem_responses
 from core.settings import Settings
@@ -250,6 +256,7 @@ def build_user_auth(settings: Settings, revocations: TokenRevocations) -> JWTAut
 
     return JWTAuth[User, Token](
         retrieve_user_handler=retrieve_user,
+        authentication_middleware_class=OptionalBearerAuthMiddleware,
         revoked_token_handler=is_revoked,
         token_secret=settings.secret_key,
         default_token_expiration=timedelta(seconds=settings.access_token_ttl_seconds),
@@ -267,6 +274,7 @@ _PUBLIC = {"exclude_from_auth": True}
     "/auth/register",
     opt=_PUBLIC,
     security=[],
+    operation_class=PublicOperation,
     summary="Create an account",
     responses=problem_responses(400, 409, 413, 415),
 )
@@ -278,6 +286,7 @@ async def register(data: JSONBody[UserRegister], passwords: NamedDependency[Pass
     "/auth/login",
     opt=_PUBLIC,
     security=[],
+    operation_class=PublicOperation,
     status_code=200,
     summary="Exchange credentials for a bearer token",
     responses=problem_responses(400, 401, 429),
@@ -290,8 +299,11 @@ async def login(
     passwords: NamedDependency[Passwords],
 ) -> AccessToken:
     client = request.client.host if request.client else "unknown"
-    await login_limiter.hit(f"address:{client}", f"account:{data.login.strip().lower()}")
     user = await find_by_login(data.login)
+    # Counted per account, not per spelling of the login: an account's email and username share one
+    # allowance. Unknown logins are counted by their text, under another prefix so none can pose as an id.
+    account = f"account:{user.id}" if user else f"login:{data.login.strip().lower()}"
+    await login_limiter.hit(f"address:{client}", account)
     if not await passwords.verify(user.password_hash if user else None, data.password) or user is None:
         raise Unauthorized("Unknown login or wrong password.")
     return token_issuer.issue(user)
@@ -341,6 +353,7 @@ async def delete_me(
     "/users/{user_id:uuid}",
     opt=_PUBLIC,
     security=[],
+    operation_class=PublicOperation,
     summary="A user's public profile",
     responses=problem_responses(404),
 )

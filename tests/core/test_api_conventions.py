@@ -1,0 +1,392 @@
+"""What every endpoint shares: problem details, request ids, health and readiness, OpenAPI, CORS, and
+the migrations that give the database its shape."""
+
+from __future__ import annotations
+
+import logging
+import re
+import sqlite3
+import uuid
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import msgspec
+from litestar import get
+from litestar.routes import HTTPRoute
+from litestar.testing import AsyncTestClient
+
+from app import create_app
+from tests.conftest import ALL_TABLES, migrate
+
+PROBLEM_JSON = "application/problem+json"
+USERS_PATHS = {
+    "/api/v1/auth/register": {"post"},
+    "/api/v1/auth/login": {"post"},
+    "/api/v1/auth/logout": {"post"},
+    "/api/v1/users/me": {"get", "patch", "delete"},
+    "/api/v1/users/{user_id}": {"get"},
+}
+PUBLIC_OPERATIONS = {
+    ("post", "/api/v1/auth/register"),
+    ("post", "/api/v1/auth/login"),
+    ("get", "/api/v1/users/{user_id}"),
+    ("get", "/health"),
+    ("get", "/ready"),
+}
+GENERATED_REQUEST_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def assert_problem(response: Any, status: int) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith(PROBLEM_JSON)
+    body = response.json()
+    assert body["status"] == status
+    assert body["title"]
+    assert body["type"]
+    assert body["request_id"] == response.headers["x-request-id"]
+    return body
+
+
+# ---------------------------------------------------------------- health and readiness
+
+
+async def test_health(client):
+    response = await client.get("/health")
+
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+async def test_ready_lists_every_dependency(client):
+    response = await client.get("/ready")
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "ready"
+    statuses = {name: dependency["status"] for name, dependency in body["dependencies"].items()}
+    assert {"database": "ok", "cache": "ok"}.items() <= statuses.items()
+
+
+async def _admin(database_url: str) -> asyncpg.Connection:
+    return await asyncpg.connect(database_url, timeout=10)
+
+
+async def test_ready_names_the_failing_database_while_health_stays_up(make_settings, tmp_path):
+    backend_settings = make_settings()
+    if backend_settings.is_sqlite:
+        # A database file that turns into a directory cannot be opened any more.
+        database_file = tmp_path / "ready.sqlite3"
+        settings = make_settings(DATABASE_URL=f"sqlite:///{database_file}")
+
+        async def break_database() -> None:
+            for path in tmp_path.glob("ready.sqlite3*"):
+                path.unlink()
+            database_file.mkdir()
+
+        async def repair_database() -> None:
+            """Nothing to undo: tmp_path goes away by itself."""
+    else:
+        # A database of its own, dropped under the running app's pool.
+        name = f"clipdex_ready_{uuid.uuid4().hex[:8]}"
+        admin = await _admin(backend_settings.database_url)
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        settings = make_settings(DATABASE_URL=backend_settings.database_url.rsplit("/", 1)[0] + f"/{name}")
+
+        async def break_database() -> None:
+            await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+        async def repair_database() -> None:
+            try:
+                await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            finally:
+                await admin.close()
+
+    try:
+        async with AsyncTestClient(app=create_app(settings)) as client:
+            assert (await client.get("/ready")).status_code == 200
+
+            await break_database()
+            ready = await client.get("/ready")
+            health = await client.get("/health")
+    finally:
+        await repair_database()
+
+    assert ready.status_code == 503, ready.text
+    body = ready.json()
+    assert body["status"] == "unavailable"
+    assert body["dependencies"]["database"]["status"] == "failing"
+    assert body["dependencies"]["database"]["error"]
+    assert body["dependencies"]["cache"]["status"] == "ok"
+    # Liveness does no I/O, so a dead database does not get the process restarted.
+    assert health.status_code == 200
+
+
+# ---------------------------------------------------------------- problem details and request ids
+
+
+async def test_unknown_path_is_a_problem_404(client):
+    body = assert_problem(await client.get("/api/v1/no-such-thing"), 404)
+
+    assert body["instance"] == "/api/v1/no-such-thing"
+
+
+async def test_wrong_method_is_a_problem_405(client):
+    response = await client.put("/health")
+
+    assert_problem(response, 405)
+    assert "GET" in response.headers["allow"]
+
+
+async def test_request_id_is_echoed_when_sent(client):
+    response = await client.get("/api/v1/no-such-thing", headers={"X-Request-ID": "trace-42.a:b_c"})
+
+    assert response.headers["x-request-id"] == "trace-42.a:b_c"
+    assert response.json()["request_id"] == "trace-42.a:b_c"
+
+
+async def test_request_id_is_generated_when_not_sent_or_unusable(client):
+    plain = [await client.get("/health") for _ in range(2)]
+    unusable = [
+        await client.get("/health", headers={"X-Request-ID": sent})
+        for sent in ("has spaces in it", "x" * 200, "line\tbreak", "")
+    ]
+
+    ids = [response.headers["x-request-id"] for response in plain + unusable]
+    assert all(GENERATED_REQUEST_ID.match(request_id) for request_id in ids), ids
+    assert len(set(ids)) == len(ids)
+
+
+async def test_an_unexpected_error_is_a_500_without_internals(make_settings):
+    @get("/test-only/boom", opt={"exclude_from_auth": True})
+    async def boom() -> None:
+        raise RuntimeError("secret internal detail: password=hunter2 at /srv/clipdex/app.py")
+
+    app = create_app(make_settings())
+    app.register(boom)
+
+    async with AsyncTestClient(app=app) as client:
+        response = await client.get("/test-only/boom", headers={"X-Request-ID": "req-500"})
+
+    body = assert_problem(response, 500)
+    assert body["request_id"] == "req-500"
+    assert "req-500" in body["detail"]  # quotable when reporting the problem
+    for leak in ("Traceback", "RuntimeError", "hunter2", "secret internal", "app.py", 'File "'):
+        assert leak not in response.text
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+async def test_one_json_access_log_line_per_request(make_settings):
+    app = create_app(make_settings(log_format="json", log_level="INFO"))
+    # The formatter start-up installed for the clipdex loggers, applied to what the access log emits.
+    formatter = logging.getLogger("clipdex").handlers[0].formatter
+    captured = _Records()
+    access_log = logging.getLogger("clipdex.access")
+    access_log.addHandler(captured)
+    try:
+        async with AsyncTestClient(app=app) as client:
+            await client.get("/health", headers={"X-Request-ID": "log-1"})
+            await client.get("/no-such-page", headers={"X-Request-ID": "log-2"})
+    finally:
+        access_log.removeHandler(captured)
+
+    assert formatter is not None
+    lines = [msgspec.json.decode(formatter.format(record)) for record in captured.records]
+    assert [(line["request_id"], line["method"], line["path"], line["status"]) for line in lines] == [
+        ("log-1", "GET", "/health", 200),
+        ("log-2", "GET", "/no-such-page", 404),
+    ]
+    assert all(isinstance(line["duration_ms"], float | int) for line in lines)
+
+
+# ---------------------------------------------------------------- OpenAPI
+
+
+def _openapi_path(route_path: str) -> str:
+    return re.sub(r"\{(\w+):[^}]+\}", r"{\1}", route_path)
+
+
+async def test_openapi_documents_every_api_path(client):
+    response = await client.get("/schema/openapi.json")
+
+    assert response.status_code == 200
+    documented = response.json()["paths"]
+    routed = {
+        _openapi_path(route.path): {method.lower() for method in route.methods} - {"options", "head"}
+        for route in client.app.routes
+        if isinstance(route, HTTPRoute) and route.path.startswith("/api/v1")
+    }
+    assert set(USERS_PATHS) <= set(routed)
+    for path, methods in routed.items():
+        assert path in documented, path
+        assert methods <= set(documented[path]), (path, methods)
+
+
+async def test_openapi_documents_the_bearer_scheme_and_who_needs_it(client):
+    spec = (await client.get("/schema/openapi.json")).json()
+    schemes = spec["components"]["securitySchemes"]
+    bearer = [name for name, scheme in schemes.items() if scheme.get("scheme", "").lower() == "bearer"]
+    assert len(bearer) == 1, schemes
+    assert schemes[bearer[0]]["type"] == "http"
+
+    def required(method: str, path: str) -> list[dict[str, list[str]]]:
+        operation = spec["paths"][path][method]
+        return operation.get("security", spec.get("security", []))
+
+    for path, methods in USERS_PATHS.items():
+        for method in methods:
+            needs = required(method, path)
+            if (method, path) in PUBLIC_OPERATIONS:
+                assert not any(needs), (method, path, needs)
+            else:
+                assert {bearer[0]: []} in needs, (method, path, needs)
+    for method, path in PUBLIC_OPERATIONS:
+        assert not any(required(method, path)), (method, path)
+
+
+async def test_openapi_documents_error_responses_as_problem_details(client):
+    spec = (await client.get("/schema/openapi.json")).json()
+
+    me = spec["paths"]["/api/v1/users/me"]["get"]["responses"]
+    register = spec["paths"]["/api/v1/auth/register"]["post"]["responses"]
+    assert PROBLEM_JSON in me["401"]["content"]
+    assert {"400", "409"} <= set(register)
+    assert PROBLEM_JSON in register["409"]["content"]
+    assert "503" in spec["paths"]["/ready"]["get"]["responses"]
+
+
+async def test_the_interactive_docs_are_served(client):
+    scalar = await client.get("/schema")
+    swagger = await client.get("/schema/swagger")
+
+    for response in (scalar, swagger):
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/html")
+    assert 'data-url="/schema/openapi.json"' in scalar.text  # Scalar loads the document
+    assert "/api/v1/auth/register" in swagger.text  # Swagger UI embeds it
+
+
+# ---------------------------------------------------------------- CORS
+
+
+async def test_cors_preflight_is_allowed_for_a_configured_origin(serve):
+    preflight = {
+        "Access-Control-Request-Method": "PATCH",
+        "Access-Control-Request-Headers": "authorization, content-type",
+    }
+    async with serve(cors_allow_origins="https://app.example, https://admin.example") as client:
+        allowed = await client.options(
+            "/api/v1/users/me", headers={"Origin": "https://app.example", **preflight}
+        )
+        other = await client.options(
+            "/api/v1/users/me", headers={"Origin": "https://evil.example", **preflight}
+        )
+        simple = await client.get("/health", headers={"Origin": "https://admin.example"})
+
+    assert allowed.status_code in {200, 204}, allowed.text
+    assert allowed.headers["access-control-allow-origin"] == "https://app.example"
+    assert "access-control-allow-origin" not in other.headers
+    assert simple.headers["access-control-allow-origin"] == "https://admin.example"
+
+
+async def test_no_cors_headers_without_configured_origins(serve):
+    async with serve(cors_allow_origins="") as client:
+        response = await client.get("/health", headers={"Origin": "https://app.example"})
+
+    assert "access-control-allow-origin" not in response.headers
+
+
+# ---------------------------------------------------------------- request bodies
+
+
+async def test_a_non_json_body_is_a_problem_415(client):
+    response = await client.post(
+        "/api/v1/auth/login", content=b"<login/>", headers={"content-type": "application/xml"}
+    )
+
+    assert_problem(response, 415)
+
+
+async def test_malformed_json_is_a_problem_400(client):
+    response = await client.post(
+        "/api/v1/auth/login", content=b'{"login": ', headers={"content-type": "application/json"}
+    )
+
+    assert_problem(response, 400)
+
+
+async def test_an_oversized_body_is_a_problem_413(serve):
+    async with serve(max_request_body_bytes=1024) as client:
+        response = await client.post(
+            "/api/v1/auth/login", json={"login": "x" * 2000, "password": "correct-horse-battery"}
+        )
+
+    assert_problem(response, 413)
+
+
+# ---------------------------------------------------------------- migrations
+
+
+def _sqlite_columns(path: Path) -> dict[str, set[str]]:
+    connection = sqlite3.connect(path)
+    try:
+        tables = [row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        return {
+            table: {row[1] for row in connection.execute(f'PRAGMA table_info("{table}")')} for table in tables
+        }
+    finally:
+        connection.close()
+
+
+def _model_columns() -> dict[str, set[str]]:
+    return {
+        table._meta.tablename: {column._meta.db_column_name for column in table._meta.columns}
+        for table in ALL_TABLES
+    }
+
+
+def test_migrations_apply_to_an_empty_database(tmp_path):
+    database = tmp_path / "fresh.sqlite3"
+    url = f"sqlite:///{database}"
+
+    migrate(url)
+    applied = _sqlite_columns(database)
+    with sqlite3.connect(database) as connection:
+        migrations_run = connection.execute("SELECT count(*) FROM migration").fetchone()[0]
+    migrate(url)  # a second run has nothing left to do
+
+    for table, columns in _model_columns().items():
+        assert table in applied, f"no migration creates {table}"
+        assert columns == applied[table], table
+    assert migrations_run > 0
+    with sqlite3.connect(database) as connection:
+        assert connection.execute("SELECT count(*) FROM migration").fetchone()[0] == migrations_run
+
+
+async def test_the_test_database_was_migrated_to_the_models(make_settings):
+    """The session database (SQLite or PostgreSQL) was built from empty by the migrations alone."""
+    settings = make_settings()
+    if settings.is_sqlite:
+        applied = _sqlite_columns(settings.sqlite_path)
+    else:
+        connection = await asyncpg.connect(settings.database_url, timeout=10)
+        try:
+            rows = await connection.fetch(
+                "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = 'public'"
+            )
+        finally:
+            await connection.close()
+        applied = {}
+        for row in rows:
+            applied.setdefault(row["table_name"], set()).add(row["column_name"])
+
+    for table, columns in _model_columns().items():
+        assert applied.get(table) == columns, table
