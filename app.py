@@ -89,7 +89,10 @@ def create_app(settings: Settings | None = None, *, cache: Cache | None = None) 
         middleware=[PrometheusConfig(app_name="clipdex", prefix="clipdex", group_path=True).middleware],
         before_request=reject_non_json_bodies,
         exception_handlers=EXCEPTION_HANDLERS,
-        cors_config=CORSConfig(allow_origins=list(settings.cors_allow_origins))
+        cors_config=CORSConfig(
+            allow_origins=list(settings.cors_allow_origins),
+            expose_headers=["X-Request-ID", "Retry-After", "X-Cache"],
+        )
         if settings.cors_allow_origins
         else None,
         request_max_body_size=settings.max_request_body_bytes,

@@ -8,6 +8,7 @@ sits behind the same interface, so nothing above this module knows which one it 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from abc import abstractmethod
 from collections import OrderedDict
@@ -111,7 +112,8 @@ class InMemoryCache(Cache):
         entry = self._live(key)
         if entry is None or entry[1] is None:
             return None
-        return max(0, round(entry[1] - time.monotonic()))
+        # Rounded up: a client told to wait this long must find the key gone.
+        return max(0, math.ceil(entry[1] - time.monotonic()))
 
     async def incr(self, key: str, amount: int = 1, *, expires_in: int | None = None) -> int:
         entry = self._live(key)
