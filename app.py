@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import functools
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -44,7 +46,7 @@ def create_app(settings: Settings | None = None, *, cache: Cache | None = None) 
     bind_tables(
         engine, [table for config in APP_REGISTRY.app_configs.values() for table in config.table_classes]
     )
-    cache = cache or build_cache(settings)
+    cache = cache if cache is not None else build_cache(settings)
     revocations = TokenRevocations(cache)
     login_limiter = LoginRateLimiter(cache, settings.login_rate_limit, settings.login_rate_window_seconds)
     jwt_auth = users.build_user_auth(settings, revocations)
@@ -61,7 +63,10 @@ def create_app(settings: Settings | None = None, *, cache: Cache | None = None) 
             async with view_counter.flushing_every(settings.view_flush_interval_seconds):
                 yield
         finally:
-            await cache.close()
+            try:
+                await cache.close()
+            except Exception:  # a cache that is down must not stop shutdown or keep the pool open
+                logging.getLogger("clipdex.cache").warning("cache close failed", exc_info=True)
             await close_database(engine)
 
     def provide(value: object) -> Provide:
@@ -82,6 +87,9 @@ def create_app(settings: Settings | None = None, *, cache: Cache | None = None) 
             "readiness_checks": provide(readiness_checks),
             "video_reads": provide(video_reads),
             "view_counter": provide(view_counter),
+            "remove_account": provide(
+                functools.partial(videos.delete_account, engine=engine, reads=video_reads)
+            ),
         },
         lifespan=[lifespan],
         plugins=[videos.DemoSeedCommand(engine, passwords)],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
@@ -219,6 +220,11 @@ async def update_user(user: User, data: UserUpdate, engine: Engine, passwords: P
     return await User.objects().where(User.id == user.id).first()
 
 
+AccountRemoval = Callable[[uuid.UUID], Awaitable[None]]
+"""Removes an account and everything it owns. The features that own rows supply it (app.py wires the
+videos feature's, which also corrects like counts and caches); the database cascade alone would not."""
+
+
 # ---------------------------------------------------------------- authentication
 
 
@@ -341,12 +347,14 @@ async def update_me(
     "/users/me", summary="Delete my account and everything it owns", responses=problem_responses(400, 401)
 )
 async def delete_me(
-    request: Request[User, Token, Any], data: JSONBody[AccountDeletion], passwords: NamedDependency[Passwords]
+    request: Request[User, Token, Any],
+    data: JSONBody[AccountDeletion],
+    passwords: NamedDependency[Passwords],
+    remove_account: NamedDependency[AccountRemoval],
 ) -> None:
     if not await passwords.verify(request.user.password_hash, data.password):
         raise InvalidInput("password", "does not match the current password")
-    # Owned rows (videos, likes, ...) reference users with ON DELETE CASCADE.
-    await User.delete().where(User.id == request.user.id)
+    await remove_account(request.user.id)
 
 
 @get(

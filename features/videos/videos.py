@@ -250,6 +250,15 @@ def _summary_from_row(
     return VideoRead(**fields, transcript=transcript) if detail else VideoSummary(**fields)
 
 
+async def videos_by_ids(video_ids: list[uuid.UUID]) -> dict[uuid.UUID, VideoSummary]:
+    """Current summaries of these videos, by id; ids with no video are absent (for search hits)."""
+    if not video_ids:
+        return {}
+    rows = await Video.select(*_DETAIL_COLUMNS).where(Video.id.is_in(video_ids))
+    summaries = (_summary_from_row(row) for row in rows)
+    return {summary.id: summary for summary in summaries}
+
+
 def can_see(video: VideoSummary, viewer: User | None) -> bool:
     return video.visibility != "private" or (viewer is not None and viewer.id == video.owner_id)
 
@@ -334,6 +343,24 @@ def encode_cursor(cursor: Cursor) -> str:
     return base64.urlsafe_b64encode(msgspec.json.encode(cursor)).decode().rstrip("=")
 
 
+def _is_time(key: int | str) -> bool:
+    try:
+        return isinstance(key, str) and datetime.fromisoformat(key).tzinfo is not None
+    except ValueError:
+        return False
+
+
+# The sort key a cursor of each order carries. A forged key of another type would otherwise reach the
+# query (a 500, or a silently wrong page on SQLite); counts are bounded by their columns' integer types.
+_CURSOR_KEY_CHECKS = {
+    "newest": _is_time,
+    "oldest": _is_time,
+    "liked": _is_time,
+    "most_viewed": lambda key: isinstance(key, int) and 0 <= key < 2**63,
+    "most_liked": lambda key: isinstance(key, int) and 0 <= key < 2**31,
+}
+
+
 def decode_cursor(raw: str, sort: str, filters: str) -> Cursor:
     try:
         cursor = msgspec.json.decode(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)), type=Cursor)
@@ -344,6 +371,8 @@ def decode_cursor(raw: str, sort: str, filters: str) -> Cursor:
         raise InvalidInput(
             "cursor", "belongs to a different sort or filter; start again without it", source="query"
         )
+    if not _CURSOR_KEY_CHECKS[sort](cursor.key):
+        raise InvalidInput("cursor", "is not a cursor this API issued", source="query")
     return cursor
 
 
@@ -487,6 +516,26 @@ async def set_like(video_id: uuid.UUID, user: User, liked: bool, engine: Engine)
             await Video.update({Video.like_count: Video.like_count + step}).where(Video.id == video_id)
         row = await Video.select(Video.like_count).where(Video.id == video_id).first()
     return LikeState(liked=liked, like_count=row["like_count"] if row else 0)
+
+
+async def delete_account(user_id: uuid.UUID, engine: Engine, reads: VideoReads) -> None:
+    """Delete an account and everything it owns, keeping like counts exact and the cache fresh.
+
+    For the users feature to call (through app.py) instead of deleting the user row itself: the cascade
+    would drop the account's like rows without taking them off `like_count`, and cached details and
+    lists would keep showing its videos and likes until they expire.
+    """
+    async with write_transaction(engine):
+        liked = await VideoLike.delete().where(VideoLike.user == user_id).returning(VideoLike.video)
+        liked_ids = [uuid.UUID(str(row["video"])) for row in liked]
+        if liked_ids:
+            await Video.update({Video.like_count: Video.like_count - 1}).where(Video.id.is_in(liked_ids))
+        rows = await Video.select(Video.id).where(Video.owner == user_id)
+        owned = [uuid.UUID(str(row["id"])) for row in rows]
+        await User.delete().where(User.id == user_id)  # its videos, their tags and likes cascade
+        await publish(VIDEO_CHANGES, *(str(video_id) for video_id in owned))
+    # After the commit, so no reader can cache the old state under the new generations.
+    await reads.changed(*liked_ids, *owned)
 
 
 class ViewCounter:

@@ -1,0 +1,171 @@
+"""Helpers shared by the videos tests (test_videos_*.py): request bodies, calls and assertions."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+
+from app import create_app
+from core.settings import Settings
+from tests.conftest import Account
+
+API = "/api/v1"
+VIDEOS = f"{API}/videos"
+MY_LIKES = f"{API}/users/me/likes"
+PROBLEM_JSON = "application/problem+json"
+SUMMARY_FIELDS = {
+    "id",
+    "owner_id",
+    "title",
+    "description",
+    "url",
+    "thumbnail_url",
+    "duration_seconds",
+    "tags",
+    "visibility",
+    "like_count",
+    "view_count",
+    "has_transcript",
+    "created_at",
+    "updated_at",
+}
+DETAIL_FIELDS = SUMMARY_FIELDS | {"transcript"}
+
+
+@asynccontextmanager
+async def serve_here(
+    make_settings: Callable[..., Settings], **overrides: object
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The app, lifespan included, on the test's own event loop, with an HTTP client for it.
+
+    Litestar's test client runs the app on a loop of its own and blocks until each request is done,
+    so `asyncio.gather` over it sends requests one at a time. Through httpx's ASGI transport on this
+    loop, gathered requests really overlap, which is what the concurrency tests need. Start it after
+    `client` or `serve` (which empty the tables): the newest app is the one the tables are bound to.
+    """
+    app = create_app(make_settings(**overrides))
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        app.lifespan(),
+        httpx.AsyncClient(transport=transport, base_url="http://testserver.local") as http,
+    ):
+        yield http
+
+
+def video_url(video_id: str) -> str:
+    return f"{VIDEOS}/{video_id}"
+
+
+def user_videos_url(user_id: str) -> str:
+    return f"{API}/users/{user_id}/videos"
+
+
+def video_body(**overrides: Any) -> dict[str, Any]:
+    """A valid POST /videos body; keyword arguments replace or add fields."""
+    slug = uuid.uuid4().hex[:8]
+    return {
+        "title": f"Video {slug}",
+        "url": f"https://media.example.com/{slug}.mp4",
+        "duration_seconds": 90,
+        **overrides,
+    }
+
+
+async def add_video(http: httpx.AsyncClient, owner: Account, **overrides: Any) -> dict[str, Any]:
+    response = await http.post(VIDEOS, json=video_body(**overrides), headers=owner.headers)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def auth(account: Account | None) -> dict[str, str]:
+    return account.headers if account else {}
+
+
+async def read_video(http: httpx.AsyncClient, video_id: str, viewer: Account | None = None) -> httpx.Response:
+    return await http.get(video_url(video_id), headers=auth(viewer))
+
+
+async def video_state(
+    http: httpx.AsyncClient, video_id: str, viewer: Account | None = None
+) -> dict[str, Any]:
+    response = await read_video(http, video_id, viewer)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def list_page(
+    http: httpx.AsyncClient, path: str = VIDEOS, viewer: Account | None = None, **params: Any
+) -> dict[str, Any]:
+    response = await http.get(path, params=params, headers=auth(viewer))
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def ids_on_first_page(
+    http: httpx.AsyncClient, path: str = VIDEOS, viewer: Account | None = None, **params: Any
+) -> list[str]:
+    return [item["id"] for item in (await list_page(http, path, viewer, **params))["items"]]
+
+
+async def walk(
+    http: httpx.AsyncClient,
+    path: str = VIDEOS,
+    viewer: Account | None = None,
+    between_pages: Callable[[], Awaitable[object]] | None = None,
+    **params: Any,
+) -> list[dict[str, Any]]:
+    """Every item of a list, following next_cursor; `between_pages` runs concurrently with each fetch."""
+    items: list[dict[str, Any]] = []
+    cursor = None
+    for _ in range(1000):
+        query = {**params, **({"cursor": cursor} if cursor else {})}
+        if between_pages is None:
+            page = await list_page(http, path, viewer, **query)
+        else:
+            page, _ = await asyncio.gather(list_page(http, path, viewer, **query), between_pages())
+        items.extend(page["items"])
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return items
+    raise AssertionError("the cursor walk did not end")
+
+
+async def in_test_loop(query: Any) -> Any:
+    """Run a Piccolo query from the test itself.
+
+    The test client serves the app on its own event loop; a PostgreSQL pool belongs to that loop, so
+    a query from the test's loop takes a connection of its own instead.
+    """
+    return await query.run(in_pool=False)
+
+
+def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith(PROBLEM_JSON), response.headers
+    body = response.json()
+    assert body["status"] == status
+    return body
+
+
+def assert_field_error(response: httpx.Response, field: str) -> dict[str, Any]:
+    body = assert_problem(response, 400)
+    assert body["errors"], body
+    assert body["errors"][0]["field"] == field, body
+    return body
+
+
+async def eventually(
+    check: Callable[[], Awaitable[bool]], within: float = 2.0, interval: float = 0.05
+) -> None:
+    """Wait until `check()` is true (for work the app does in the background, such as view flushes)."""
+    deadline = time.monotonic() + within
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {within}s")
+        await asyncio.sleep(interval)
