@@ -9,7 +9,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 WORKERS ?= 2
 
-.PHONY: run test lint migrate seed serve-production clean
+.PHONY: run test lint migrate seed reindex serve-production clean
 
 $(INSTALLED): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,9 @@ migrate: $(INSTALLED)
 
 seed: migrate
 	$(BIN)/litestar --app app:create_app seed
+
+reindex: migrate
+	$(BIN)/litestar --app app:create_app reindex
 
 run: migrate
 	$(BIN)/litestar --app app:create_app seed --if-empty

@@ -18,12 +18,15 @@ from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 
 from core.auth import LoginRateLimiter, Passwords, TokenRevocations
-from core.cache import Cache, build_cache
+from core.cache import Cache, ReadThroughCache, build_cache
 from core.database import bind_tables, build_engine, check_database, close_database, open_database
 from core.errors import EXCEPTION_HANDLERS, reject_non_json_bodies
 from core.health import health, ready
 from core.observability import RequestContext, configure_logging, silence_server_access_log
+from core.outbox import OutboxLag, OutboxRelay, outbox_lag
 from core.settings import Settings, load_settings_or_exit
+from core.vectors import VectorIndex, build_vector_index
+from features.search import search
 from features.users import users
 from features.videos import videos
 from piccolo_conf import APP_REGISTRY
@@ -34,10 +37,13 @@ Errors are RFC 9457 problem details (`application/problem+json`); invalid input 
 `errors[].field`. Every response carries `X-Request-ID`."""
 
 
-def create_app(settings: Settings | None = None, *, cache: Cache | None = None) -> Litestar:
+def create_app(
+    settings: Settings | None = None, *, cache: Cache | None = None, vector_index: VectorIndex | None = None
+) -> Litestar:
     """The app for these settings (read from the environment when not given).
 
-    `cache` replaces the cache the settings select; the tests use it to run against a failing cache.
+    `cache` and `vector_index` replace the ones the settings select; the tests use them to run against
+    failing services.
     """
     settings = settings or load_settings_or_exit()
     configure_logging(settings)
@@ -53,16 +59,40 @@ def create_app(settings: Settings | None = None, *, cache: Cache | None = None) 
     passwords = Passwords(settings.password_hash_time_cost, settings.password_hash_memory_kib)
     video_reads = videos.VideoReads(cache, settings)
     view_counter = videos.ViewCounter(cache, engine, video_reads)
-    readiness_checks = {"database": lambda: check_database(engine), "cache": cache.ping}
+    vector_index = vector_index if vector_index is not None else build_vector_index(settings)
+    indexer = search.SearchIndexer(vector_index, cache)
+    index_relay = OutboxRelay(videos.VIDEO_CHANGES, indexer.sync, engine)
+
+    async def index_lag() -> OutboxLag:
+        lag = await outbox_lag(videos.VIDEO_CHANGES)
+        try:
+            await vector_index.info()
+        except Exception as exc:
+            # The lag matters most while the index is down: say it in the failure.
+            raise RuntimeError(
+                f"{exc!r}; {lag.pending} changes waiting, oldest {lag.oldest_age_seconds}s"
+            ) from exc
+        return lag
+
+    readiness_checks = {
+        "database": lambda: check_database(engine),
+        "cache": cache.ping,
+        "search_index": index_lag,
+    }
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         await open_database(engine, settings)
+        await vector_index.open()
         silence_server_access_log()
         try:
-            async with view_counter.flushing_every(settings.view_flush_interval_seconds):
+            async with (
+                view_counter.flushing_every(settings.view_flush_interval_seconds),
+                index_relay.running(settings.outbox_poll_seconds),
+            ):
                 yield
         finally:
+            await vector_index.close()
             try:
                 await cache.close()
             except Exception:  # a cache that is down must not stop shutdown or keep the pool open
@@ -73,7 +103,7 @@ def create_app(settings: Settings | None = None, *, cache: Cache | None = None) 
         return Provide(lambda: value, use_cache=True, sync_to_thread=False)
 
     app = Litestar(
-        route_handlers=[health, ready, PrometheusController, users.router, videos.router],
+        route_handlers=[health, ready, PrometheusController, users.router, videos.router, search.router],
         dependencies={
             "settings": provide(settings),
             "db": provide(engine),
@@ -87,12 +117,17 @@ def create_app(settings: Settings | None = None, *, cache: Cache | None = None) 
             "readiness_checks": provide(readiness_checks),
             "video_reads": provide(video_reads),
             "view_counter": provide(view_counter),
+            "search_index": provide(vector_index),
+            "search_cache": provide(ReadThroughCache(cache)),
             "remove_account": provide(
                 functools.partial(videos.delete_account, engine=engine, reads=video_reads)
             ),
         },
         lifespan=[lifespan],
-        plugins=[videos.DemoSeedCommand(engine, passwords)],
+        plugins=[
+            videos.DemoSeedCommand(engine, passwords),
+            search.ReindexCommand(indexer, vector_index, engine, settings),
+        ],
         on_app_init=[jwt_auth.on_app_init],
         middleware=[PrometheusConfig(app_name="clipdex", prefix="clipdex", group_path=True).middleware],
         before_request=reject_non_json_bodies,

@@ -129,6 +129,9 @@ def problem_type(kind: str | None) -> str:
 _NAMED_FIELD = re.compile(r"^Object (?:missing required|contains unknown) field `([^`]+)`")
 
 
+_MISSING_PARAMETER = re.compile(r"^Missing required (?P<source>\w+) parameter '(?P<name>[^']+)'")
+
+
 def _field_errors(exc: ValidationException) -> list[FieldError]:
     # Litestar describes each failure as {"message", "key", "source"}; msgspec adds "- at `$.field`".
     errors = []
@@ -145,9 +148,12 @@ def _field_errors(exc: ValidationException) -> list[FieldError]:
             key = ""
         if named := _NAMED_FIELD.match(message):
             key = f"{key}.{named.group(1)}" if key else named.group(1)
-        errors.append(
-            FieldError(field=str(key or "body"), message=message, source=str(item.get("source", "body")))
-        )
+        source = item.get("source", "body")
+        source = getattr(source, "value", source)  # Litestar passes its ParamType enum here
+        errors.append(FieldError(field=str(key or "body"), message=message, source=str(source)))
+    if not errors and (missing := _MISSING_PARAMETER.match(exc.detail)):
+        # Litestar names a missing query/header/path parameter only in its message.
+        errors.append(FieldError(field=missing["name"], message="is required", source=missing["source"]))
     return errors
 
 

@@ -50,11 +50,7 @@ class OutboxLag(msgspec.Struct):
 
 
 async def outbox_lag(topic: str) -> OutboxLag:
-    row = await (
-        OutboxEvent.select(OutboxEvent.id.count().as_alias("pending"))
-        .where(OutboxEvent.topic == topic)
-        .first()
-    )
+    pending = await OutboxEvent.count().where(OutboxEvent.topic == topic)
     oldest = (
         await OutboxEvent.select(OutboxEvent.created_at)
         .where(OutboxEvent.topic == topic)
@@ -62,7 +58,7 @@ async def outbox_lag(topic: str) -> OutboxLag:
         .first()
     )
     age = (datetime.now(UTC) - oldest["created_at"]).total_seconds() if oldest else 0.0
-    return OutboxLag(pending=row["pending"] if row else 0, oldest_age_seconds=round(max(age, 0.0), 3))
+    return OutboxLag(pending=pending, oldest_age_seconds=round(max(age, 0.0), 3))
 
 
 class OutboxRelay:

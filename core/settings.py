@@ -56,6 +56,22 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper", forbid
     vector_index_path: str = "data/vector-index"  # ":memory:" keeps the index in memory only
     search_cache_ttl_seconds: PositiveInt = 30
     outbox_poll_seconds: Annotated[float, msgspec.Meta(gt=0, le=60)] = 1.0
+    # Shared services for running several workers: set both halves of a pair, or neither.
+    upstash_redis_rest_url: str = ""
+    upstash_redis_rest_token: str = ""
+    upstash_vector_rest_url: str = ""
+    upstash_vector_rest_token: str = ""
+    upstash_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=60)] = 2.0
+    # local: clipdex embeds with its own model and sends vectors; upstash: the index's hosted model embeds.
+    vector_embedding: Literal["local", "upstash"] = "local"
+
+    @property
+    def uses_upstash_redis(self) -> bool:
+        return bool(self.upstash_redis_rest_url)
+
+    @property
+    def uses_upstash_vector(self) -> bool:
+        return bool(self.upstash_vector_rest_url)
 
     @property
     def is_sqlite(self) -> bool:
@@ -120,6 +136,14 @@ def _check_consistency(settings: Settings) -> None:
     # Checked on the URL itself: `sqlite_path` of an empty path is Path("."), which looks like a name.
     if settings.is_sqlite and not url.removeprefix("sqlite:///").strip("/"):
         raise SettingsError("DATABASE_URL", "names no SQLite file")
+    for service in ("REDIS", "VECTOR"):
+        url, token = f"UPSTASH_{service}_REST_URL", f"UPSTASH_{service}_REST_TOKEN"
+        given = {url: getattr(settings, url.lower()), token: getattr(settings, token.lower())}
+        if any(given.values()) and not all(given.values()):
+            missing = next(name for name, value in given.items() if not value)
+            raise SettingsError(missing, f"is required when {next(n for n, v in given.items() if v)} is set")
+        if given[url] and not given[url].startswith(("http://", "https://")):
+            raise SettingsError(url, "must be an http(s) URL")
     if settings.postgres_pool_min_size > settings.postgres_pool_max_size:
         raise SettingsError("POSTGRES_POOL_MIN_SIZE", "must not exceed POSTGRES_POOL_MAX_SIZE")
     if settings.app_env == "production":

@@ -146,6 +146,41 @@ def test_absent_fields_and_type_mismatches_never_match(expression):
     assert not matches(expression, None)
 
 
+@pytest.mark.parametrize(
+    ("expression", "metadata", "expected"),
+    [
+        ("flag = 1", {"flag": True}, True),  # Upstash documents booleans as 1 / 0
+        ("flag != 0", {"flag": True}, True),
+        ("flag = 2", {"flag": True}, False),
+        ("flag != 2", {"flag": True}, False),  # a boolean is not comparable with 2
+        ("n = true", {"n": 1}, False),  # but a number is not a boolean
+        ("n != true", {"n": 1}, False),
+        ("flag IN (1)", {"flag": True}, True),
+        ("n IN (true)", {"n": 1}, False),
+        ("n IN (true, 1)", {"n": 1}, True),
+        ("n IN (1, 'a')", {"n": 1.0}, True),
+        ("n NOT IN (true)", {"n": 1}, False),
+        ("flags CONTAINS true", {"flags": [1, 0]}, False),
+        ("flags CONTAINS true", {"flags": [False, True]}, True),
+        ("flags NOT CONTAINS true", {"flags": [1]}, True),
+        ("flags CONTAINS 1", {"flags": [True]}, True),
+        ("names CONTAINS 'a'", {"names": [["a"], "b"]}, False),
+        ("n > 1", {"n": True}, False),
+    ],
+)
+def test_booleans_numbers_and_membership(expression, metadata, expected):
+    assert matches(expression, metadata) is expected
+
+
+def test_long_and_or_chains():
+    metadata = {f"a{i}": i for i in range(50)}
+    every = " AND ".join(f"a{i} = {i}" for i in range(50))
+    assert matches(every, metadata)
+    assert not matches(every.replace("a49 = 49", "a49 = 0"), metadata)
+    assert matches(" OR ".join(f"a{i} = -1" for i in range(50)) + " OR a7 = 7", metadata)
+    assert not matches(" OR ".join(f"a{i} = -1" for i in range(50)), metadata)
+
+
 def test_has_not_field_matches_records_without_metadata():
     assert matches("HAS NOT FIELD anything", None)
     assert not matches("HAS FIELD anything", None)
@@ -175,7 +210,7 @@ def test_precedence_and_parentheses(expression, expected):
 def test_strings_may_escape_quotes():
     assert matches("name = 'it\\'s'", {"name": "it's"})
     assert matches('name = "say \\"hi\\""', {"name": 'say "hi"'})
-    assert matches("name = \"it's\"", {"name": "it's"})
+    assert matches('name = "it\'s"', {"name": "it's"})
 
 
 def test_fields_may_be_named_like_keywords():

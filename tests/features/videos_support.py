@@ -13,6 +13,7 @@ import httpx
 
 from app import create_app
 from core.settings import Settings
+from core.vectors import VectorIndex
 from tests.conftest import Account
 
 API = "/api/v1"
@@ -40,7 +41,7 @@ DETAIL_FIELDS = SUMMARY_FIELDS | {"transcript"}
 
 @asynccontextmanager
 async def serve_here(
-    make_settings: Callable[..., Settings], **overrides: object
+    make_settings: Callable[..., Settings], *, vector_index: VectorIndex | None = None, **overrides: object
 ) -> AsyncIterator[httpx.AsyncClient]:
     """The app, lifespan included, on the test's own event loop, with an HTTP client for it.
 
@@ -48,8 +49,9 @@ async def serve_here(
     so `asyncio.gather` over it sends requests one at a time. Through httpx's ASGI transport on this
     loop, gathered requests really overlap, which is what the concurrency tests need. Start it after
     `client` or `serve` (which empty the tables): the newest app is the one the tables are bound to.
+    `vector_index` replaces the search index the settings select (see create_app).
     """
-    app = create_app(make_settings(**overrides))
+    app = create_app(make_settings(**overrides), vector_index=vector_index)
     transport = httpx.ASGITransport(app=app)
     async with (
         app.lifespan(),

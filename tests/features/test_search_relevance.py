@@ -1,0 +1,104 @@
+"""Search quality over the demo catalogue, measured against a labelled relevance set.
+
+`search_relevance.json` was written for clipdex: queries that share no word with their answers
+(semantic), queries for rare exact terms (keyword), and mixed ones. Run with `-s` to see the table.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from core.embeddings import DIMENSION, installed_embedder
+from core.vectors import EmbeddedVectorIndex
+from features.search.search import indexed_metadata, indexed_text, ranked_ids
+from features.videos.videos import load_demo_catalogue
+
+RELEVANCE = Path(__file__).with_name("search_relevance.json")
+MODES = ("semantic", "keyword", "hybrid")
+
+
+class Judgement(msgspec.Struct):
+    query: str
+    kind: str
+    relevant: list[str]
+
+
+def ndcg_at_10(ranked: list[str], relevant: list[str]) -> float:
+    # Graded: the first listed answer is the best one (gain 2), the others are good (gain 1).
+    gains = {slug: (2 if i == 0 else 1) for i, slug in enumerate(relevant)}
+    dcg = sum(gains.get(slug, 0) / math.log2(rank + 2) for rank, slug in enumerate(ranked[:10]))
+    ideal = sorted(gains.values(), reverse=True)
+    idcg = sum(gain / math.log2(rank + 2) for rank, gain in enumerate(ideal[:10]))
+    return dcg / idcg
+
+
+def recall_at_10(ranked: list[str], relevant: list[str]) -> float:
+    return len(set(ranked[:10]) & set(relevant)) / len(relevant)
+
+
+@pytest.fixture(scope="module")
+async def demo_index() -> EmbeddedVectorIndex:
+    index = EmbeddedVectorIndex(dimension=DIMENSION, index_type="HYBRID", embed=installed_embedder().embed)
+    await index.open()
+    rows = [
+        {
+            "id": item.slug,
+            "owner": "demo",
+            "title": item.title,
+            "description": item.description,
+            "tags": item.tags,
+            "transcript": item.transcript,
+            "visibility": item.visibility,
+            "duration_seconds": item.duration_seconds,
+            "created_at": datetime.now(UTC),
+        }
+        for item in load_demo_catalogue()
+    ]
+    await index.upsert_data([(row["id"], indexed_text(row), indexed_metadata(row)) for row in rows])
+    return index
+
+
+async def measure(index: EmbeddedVectorIndex, mode: str) -> dict[str, tuple[float, float]]:
+    """Mean (nDCG@10, recall@10) per query kind, and over all queries under "all"."""
+    judgements = msgspec.json.decode(RELEVANCE.read_bytes(), type=list[Judgement])
+    per_kind: dict[str, list[tuple[float, float]]] = {}
+    for judgement in judgements:
+        results = await ranked_ids(index, judgement.query, mode, "visibility = 'public'", depth=100)
+        ranked = [result.id for result in results]
+        scores = (ndcg_at_10(ranked, judgement.relevant), recall_at_10(ranked, judgement.relevant))
+        per_kind.setdefault(judgement.kind, []).append(scores)
+        per_kind.setdefault("all", []).append(scores)
+    return {
+        kind: (sum(s[0] for s in values) / len(values), sum(s[1] for s in values) / len(values))
+        for kind, values in per_kind.items()
+    }
+
+
+async def test_relevance_set_is_well_formed() -> None:
+    judgements = msgspec.json.decode(RELEVANCE.read_bytes(), type=list[Judgement])
+    public = {item.slug for item in load_demo_catalogue() if item.visibility == "public"}
+    assert len(judgements) >= 40
+    assert {j.kind for j in judgements} == {"semantic", "keyword", "mixed"}
+    assert all(j.relevant and set(j.relevant) <= public for j in judgements)
+
+
+async def test_each_mode_clears_its_floor_and_hybrid_keeps_up(demo_index: EmbeddedVectorIndex) -> None:
+    figures = {mode: await measure(demo_index, mode) for mode in MODES}
+    print("\nmode      kind      nDCG@10  recall@10")
+    for mode, kinds in figures.items():
+        for kind, (ndcg, recall) in sorted(kinds.items()):
+            print(f"{mode:9} {kind:9} {ndcg:7.3f}  {recall:9.3f}")
+    # Semantic search must find paraphrases; keyword search must find rare exact terms.
+    assert figures["semantic"]["semantic"][1] >= 0.75
+    assert figures["keyword"]["keyword"][1] >= 0.9
+    # Hybrid, the default, must be good at both kinds and overall no worse than the better single mode.
+    assert figures["hybrid"]["semantic"][1] >= 0.75
+    assert figures["hybrid"]["keyword"][1] >= 0.9
+    best_single = max(figures["semantic"]["all"][0], figures["keyword"]["all"][0])
+    assert figures["hybrid"]["all"][0] >= best_single - 0.01
+    assert figures["hybrid"]["all"][1] >= max(figures["semantic"]["all"][1], figures["keyword"]["all"][1])
