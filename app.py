@@ -83,6 +83,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         await open_database(engine, settings)
+        await cache.open()
         await vector_index.open()
         silence_server_access_log()
         try:

@@ -53,6 +53,9 @@ class Cache(Store):
     async def ping(self) -> None:
         """Raise unless the cache answers."""
 
+    async def open(self) -> None:
+        """Connect to the backing service; called once at start-up. The in-process cache has nothing to open."""
+
     async def close(self) -> None:
         """Release connections; the in-process cache has none."""
 
@@ -143,7 +146,15 @@ class InMemoryCache(Cache):
 
 
 def build_cache(settings: Settings) -> Cache:
-    """The cache the settings select: the in-process one unless a shared one is configured."""
+    """The cache the settings select: Upstash Redis when configured, else the in-process one."""
+    if settings.uses_upstash_redis:
+        from core.upstash_cache import UpstashRedisCache  # imported here: it imports Cache from this module
+
+        return UpstashRedisCache(
+            settings.upstash_redis_rest_url,
+            settings.upstash_redis_rest_token,
+            settings.upstash_timeout_seconds,
+        )
     return InMemoryCache(max_entries=settings.cache_max_entries)
 
 

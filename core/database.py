@@ -13,15 +13,28 @@ from piccolo.table import Table
 
 from core.settings import Settings
 
+# One engine per database per process. Piccolo binds tables to an engine globally and tracks the
+# current transaction per engine object, so two app instances in one process (tests, the CLI) with
+# engines of their own would run a transaction on one engine and its queries on the other: the
+# queries then wait on the transaction's own write lock.
+_ENGINES: dict[str, Engine] = {}
+_OPENED: dict[int, int] = {}
+
 
 def build_engine(settings: Settings) -> Engine:
-    """An engine for the configured database; nothing is connected yet."""
+    """The engine for the configured database (shared within the process); nothing is connected yet."""
+    engine = _ENGINES.get(settings.database_url)
+    if engine is not None:
+        return engine
     if settings.is_sqlite:
         path = settings.sqlite_path
         path.parent.mkdir(parents=True, exist_ok=True)
         # `timeout` is sqlite3's busy timeout: a writer waits for the lock instead of failing at once.
-        return SQLiteEngine(path=str(path), timeout=settings.sqlite_busy_timeout_seconds)
-    return PostgresEngine(config={"dsn": settings.database_url})
+        engine = SQLiteEngine(path=str(path), timeout=settings.sqlite_busy_timeout_seconds)
+    else:
+        engine = PostgresEngine(config={"dsn": settings.database_url})
+    _ENGINES[settings.database_url] = engine
+    return engine
 
 
 def bind_tables(engine: Engine, tables: Iterable[type[Table]]) -> None:
@@ -31,17 +44,20 @@ def bind_tables(engine: Engine, tables: Iterable[type[Table]]) -> None:
 
 
 async def open_database(engine: Engine, settings: Settings) -> None:
+    """Prepare the engine for an app's lifespan; apps sharing it each open and close it once."""
+    _OPENED[id(engine)] = _OPENED.get(id(engine), 0) + 1
     if isinstance(engine, SQLiteEngine):
         # WAL lets readers carry on while one writer commits; the mode is stored in the file itself.
         await engine.run_ddl("PRAGMA journal_mode=WAL")
-    elif isinstance(engine, PostgresEngine):
+    elif isinstance(engine, PostgresEngine) and _OPENED[id(engine)] == 1:
         await engine.start_connection_pool(
             min_size=settings.postgres_pool_min_size, max_size=settings.postgres_pool_max_size
         )
 
 
 async def close_database(engine: Engine) -> None:
-    if isinstance(engine, PostgresEngine):
+    _OPENED[id(engine)] = _OPENED.get(id(engine), 1) - 1
+    if isinstance(engine, PostgresEngine) and _OPENED[id(engine)] == 0:
         await engine.close_connection_pool()
 
 

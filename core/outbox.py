@@ -8,10 +8,9 @@ than once (two workers, or a crash between handling and acknowledging), never ze
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
 
 import msgspec
@@ -20,6 +19,7 @@ from piccolo.columns.defaults.timestamptz import TimestamptzNow
 from piccolo.engine.base import Engine
 from piccolo.table import Table
 
+from core.background import repeating
 from core.database import write_transaction
 
 logger = logging.getLogger("clipdex.outbox")
@@ -84,10 +84,15 @@ class OutboxRelay:
     async def _claim(self) -> list[dict]:
         """Take up to a batch of due events, leasing them so another relay skips them meanwhile."""
         now = datetime.now(UTC)
+        due = (OutboxEvent.topic == self.topic) & (OutboxEvent.available_at <= now)
+        # Look before locking: an idle relay polls often, and on SQLite every write transaction takes
+        # the database-wide write lock.
+        if not await OutboxEvent.exists().where(due):
+            return []
         async with write_transaction(self._engine):
             rows = (
                 await OutboxEvent.select(OutboxEvent.id, OutboxEvent.key, OutboxEvent.attempts)
-                .where((OutboxEvent.topic == self.topic) & (OutboxEvent.available_at <= now))
+                .where(due)
                 .order_by(OutboxEvent.id)
                 .limit(self._batch_size)
             )
@@ -135,23 +140,6 @@ class OutboxRelay:
             total += delivered
         return total
 
-    @asynccontextmanager
-    async def running(self, poll_seconds: float) -> AsyncIterator[None]:
+    def running(self, poll_seconds: float) -> AbstractAsyncContextManager[None]:
         """Relay in the background while the app runs."""
-
-        async def loop() -> None:
-            while True:
-                try:
-                    delivered = await self.deliver_once()
-                except Exception:
-                    logger.exception("outbox %s: relay crashed; retrying", self.topic)
-                    delivered = 0
-                if not delivered:
-                    await asyncio.sleep(poll_seconds)
-
-        task = asyncio.create_task(loop(), name=f"outbox-{self.topic}")
-        try:
-            yield
-        finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        return repeating(self.deliver_once, poll_seconds, f"outbox-{self.topic}", again_at_once=True)

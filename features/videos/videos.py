@@ -40,6 +40,7 @@ from piccolo.table import Table
 from rich.progress import Progress
 
 from core.auth import Passwords
+from core.background import repeating
 from core.cache import Cache, ReadThroughCache
 from core.database import write_transaction
 from core.errors import Forbidden, InvalidInput, NotFound, problem_responses
@@ -590,22 +591,9 @@ class ViewCounter:
     @asynccontextmanager
     async def flushing_every(self, interval_seconds: float) -> AsyncIterator[None]:
         """Flush in the background while the app runs, and once more on the way out."""
-
-        async def loop() -> None:
-            while True:
-                await asyncio.sleep(interval_seconds)
-                try:
-                    await self.flush()
-                except Exception:
-                    logger.exception("view flush crashed; retrying next interval")
-
-        task = asyncio.create_task(loop(), name="view-flusher")
-        try:
+        async with repeating(self.flush, interval_seconds, "view-flusher"):
             yield
-        finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-            await self.flush()
+        await self.flush()
 
 
 # ---------------------------------------------------------------- handlers

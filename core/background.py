@@ -1,0 +1,48 @@
+"""Background work that runs while the app runs and stops cleanly with it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+logger = logging.getLogger("clipdex.background")
+
+
+@asynccontextmanager
+async def repeating(
+    work: Callable[[], Awaitable[object]], interval_seconds: float, name: str, *, again_at_once: bool = False
+) -> AsyncIterator[None]:
+    """Run `work` every `interval_seconds` until the block exits (immediately again when it returns a
+    truthy value and `again_at_once` is set, to drain a backlog).
+
+    Stopping waits for the current run to finish instead of cancelling it: a run cancelled inside a
+    database transaction can leave SQLite's write lock held by a connection nobody will close.
+    """
+    stopping = asyncio.Event()
+
+    async def loop() -> None:
+        while not stopping.is_set():
+            try:
+                busy = await work()
+            except Exception:
+                logger.exception("%s failed; trying again in %.1fs", name, interval_seconds)
+                busy = False
+            if busy and again_at_once:
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), interval_seconds)
+
+    task = asyncio.create_task(loop(), name=name)
+    try:
+        yield
+    finally:
+        stopping.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(task), timeout=30)
+        except TimeoutError:
+            logger.error("%s did not stop within 30s; cancelling it", name)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
