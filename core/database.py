@@ -13,28 +13,27 @@ from piccolo.table import Table
 
 from core.settings import Settings
 
-# One engine per database per process. Piccolo binds tables to an engine globally and tracks the
-# current transaction per engine object, so two app instances in one process (tests, the CLI) with
-# engines of their own would run a transaction on one engine and its queries on the other: the
-# queries then wait on the transaction's own write lock.
+# One SQLite engine per database file per process. Piccolo binds tables to an engine globally and
+# tracks the current transaction per engine object, so two app instances in one process (the tests)
+# with engines of their own would run a transaction on one engine and its queries on the other, and
+# on SQLite those queries then wait on the transaction's own database-wide write lock. PostgreSQL
+# engines stay per app: each owns an asyncpg pool, which belongs to the event loop that opened it.
 _ENGINES: dict[str, Engine] = {}
-_OPENED: dict[int, int] = {}
 
 
 def build_engine(settings: Settings) -> Engine:
     """The engine for the configured database (shared within the process); nothing is connected yet."""
-    engine = _ENGINES.get(settings.database_url)
-    if engine is not None:
-        return engine
     if settings.is_sqlite:
+        if (engine := _ENGINES.get(settings.database_url)) is not None:
+            return engine
         path = settings.sqlite_path
         path.parent.mkdir(parents=True, exist_ok=True)
         # `timeout` is sqlite3's busy timeout: a writer waits for the lock instead of failing at once.
-        engine = SQLiteEngine(path=str(path), timeout=settings.sqlite_busy_timeout_seconds)
-    else:
-        engine = PostgresEngine(config={"dsn": settings.database_url})
-    _ENGINES[settings.database_url] = engine
-    return engine
+        engine = _ENGINES[settings.database_url] = SQLiteEngine(
+            path=str(path), timeout=settings.sqlite_busy_timeout_seconds
+        )
+        return engine
+    return PostgresEngine(config={"dsn": settings.database_url})
 
 
 def bind_tables(engine: Engine, tables: Iterable[type[Table]]) -> None:
@@ -44,20 +43,17 @@ def bind_tables(engine: Engine, tables: Iterable[type[Table]]) -> None:
 
 
 async def open_database(engine: Engine, settings: Settings) -> None:
-    """Prepare the engine for an app's lifespan; apps sharing it each open and close it once."""
-    _OPENED[id(engine)] = _OPENED.get(id(engine), 0) + 1
     if isinstance(engine, SQLiteEngine):
         # WAL lets readers carry on while one writer commits; the mode is stored in the file itself.
         await engine.run_ddl("PRAGMA journal_mode=WAL")
-    elif isinstance(engine, PostgresEngine) and _OPENED[id(engine)] == 1:
+    elif isinstance(engine, PostgresEngine):
         await engine.start_connection_pool(
             min_size=settings.postgres_pool_min_size, max_size=settings.postgres_pool_max_size
         )
 
 
 async def close_database(engine: Engine) -> None:
-    _OPENED[id(engine)] = _OPENED.get(id(engine), 1) - 1
-    if isinstance(engine, PostgresEngine) and _OPENED[id(engine)] == 0:
+    if isinstance(engine, PostgresEngine):
         await engine.close_connection_pool()
 
 
@@ -82,3 +78,10 @@ def is_unique_violation(exc: BaseException) -> bool:
     if isinstance(exc, sqlite3.IntegrityError):
         return "UNIQUE" in str(exc)
     return isinstance(exc, asyncpg.UniqueViolationError)
+
+
+def owns_tables(engine: Engine, table: type[Table]) -> bool:
+    """Whether `table` is bound to this engine: false for an older app instance in the same process
+    (tests run several), whose background work must then stand down rather than run its queries on
+    another instance's engine, pool and event loop."""
+    return table._meta._db is engine

@@ -20,7 +20,7 @@ from piccolo.engine.base import Engine
 from piccolo.table import Table
 
 from core.background import repeating
-from core.database import write_transaction
+from core.database import owns_tables, write_transaction
 
 logger = logging.getLogger("clipdex.outbox")
 
@@ -83,6 +83,8 @@ class OutboxRelay:
 
     async def _claim(self) -> list[dict]:
         """Take up to a batch of due events, leasing them so another relay skips them meanwhile."""
+        if not owns_tables(self._engine, OutboxEvent):
+            return []
         now = datetime.now(UTC)
         due = (OutboxEvent.topic == self.topic) & (OutboxEvent.available_at <= now)
         # Look before locking: an idle relay polls often, and on SQLite every write transaction takes

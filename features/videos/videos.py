@@ -42,7 +42,7 @@ from rich.progress import Progress
 from core.auth import Passwords
 from core.background import repeating
 from core.cache import Cache, ReadThroughCache
-from core.database import write_transaction
+from core.database import owns_tables, write_transaction
 from core.errors import Forbidden, InvalidInput, NotFound, problem_responses
 from core.outbox import publish
 from core.settings import Settings
@@ -563,6 +563,8 @@ class ViewCounter:
 
     async def flush(self) -> int:
         """Write pending views to the database; returns how many were written."""
+        if not owns_tables(self._engine, Video):
+            return 0
         try:
             pending = await self._cache.pop_fields(self.PENDING)
         except Exception:
