@@ -12,7 +12,8 @@ WORKERS ?= 2
 .PHONY: run test lint migrate seed reindex serve-production clean
 
 $(INSTALLED): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	# A venv left half-made by an interrupted run has no pip: make it afresh.
+	$(BIN)/python -m pip --version >/dev/null 2>&1 || $(PYTHON) -m venv --clear $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(INSTALLED)
