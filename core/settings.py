@@ -64,6 +64,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper", forbid
     upstash_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=60)] = 2.0
     # local: clipdex embeds with its own model and sends vectors; upstash: the index's hosted model embeds.
     vector_embedding: Literal["local", "upstash"] = "local"
+    # With VECTOR_EMBEDDING=upstash: the hosted model the index must use (checked at start-up).
+    upstash_vector_embedding_model: str = "BAAI/bge-small-en-v1.5"
 
     @property
     def uses_upstash_redis(self) -> bool:

@@ -62,8 +62,19 @@ __all__ = [
 
 
 def build_vector_index(settings: Settings) -> VectorIndex:
-    """The index the settings select: the embedded engine with the local model, on disk or in memory."""
+    """The index the settings select: Upstash Vector when configured, else the embedded engine with the
+    local model, on disk or in memory."""
     from core.embeddings import DIMENSION, installed_embedder
+
+    if settings.uses_upstash_vector:
+        from core.upstash_vector import UpstashVectorIndex  # imported here: it builds on this package
+
+        # Search ranks with both halves of a hybrid index (dense for meaning, BM25 for keywords).
+        return UpstashVectorIndex.from_settings(settings).expect(
+            DIMENSION,
+            "COSINE",
+            settings.upstash_vector_embedding_model if settings.vector_embedding == "upstash" else None,
+        )
 
     path = None if settings.vector_index_path == ":memory:" else Path(settings.vector_index_path)
     return EmbeddedVectorIndex(

@@ -1,0 +1,196 @@
+"""The cache port on Upstash Redis, through the official SDK's async client, so that every worker shares it.
+
+How the port maps onto Redis commands:
+
+| port method | Redis |
+| --- | --- |
+| `set` | `SET k v` / `SET k v PX ms` |
+| `get` | `GET k`; with `renew_for`: `MULTI GET k, PEXPIRE k ms XX EXEC` (renews only a key that expires) |
+| `delete` / `exists` / `expires_in` | `DEL` / `EXISTS` / `PTTL`, rounded up to whole seconds |
+| `delete_all` | `SCAN 0 MATCH <prefix>* COUNT 500` + `UNLINK`, batch by batch: never `FLUSHDB` |
+| `incr` | `INCRBY`; with `expires_in`: `MULTI SET k 0 NX PX ms, INCRBY k n EXEC` |
+| `increment_field` | `HINCRBY` |
+| `pop_fields` | `MULTI HGETALL k, DEL k EXEC` |
+| `ping` | `PING` |
+
+Every key lives under a prefix (`clipdex:` by default), so the database can be shared and `delete_all`
+removes clipdex's keys only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import timedelta
+
+from upstash_redis.asyncio import Redis
+
+from core.cache import Cache
+
+_DELETE_BATCH = 500
+
+
+class UpstashRedisCache(Cache):
+    """The shared cache: one SDK client, opened by `open()` and released by `close()`.
+
+    Every call has a deadline of `timeout_seconds` (the SDK has none): a slow or silent Upstash makes the
+    call raise TimeoutError instead of holding the request that made it. The SDK's own retry is off: it
+    waits 3 s before retrying, which no deadline leaves room for, and a retried INCRBY whose first attempt
+    did arrive would count twice. Callers already treat a failing cache as a miss or a skipped write.
+
+    Values are bytes, and the REST protocol carries JSON text, so each byte travels as the character with
+    the same number (Latin-1). JSON carries those exactly, Redis stores their UTF-8 form, and the SDK's
+    base64 transport brings it back unchanged. ASCII stays as it is, so a counter that INCRBY wrote reads
+    back as its digits and a value set as digits can be incremented, as with the in-process cache.
+    """
+
+    def __init__(self, url: str, token: str, timeout_seconds: float, *, prefix: str = "clipdex:") -> None:
+        if timeout_seconds <= 0:
+            raise ValueError("timeout_seconds must be positive")
+        self._url = url
+        self._token = token
+        self._timeout = timeout_seconds
+        self._prefix = prefix
+        self._client: Redis | None = None
+        self._resources = AsyncExitStack()
+
+    async def open(self) -> None:
+        """Create the client and its HTTP connection pool, once; every call then reuses them."""
+        if self._client is not None:
+            return
+        client = Redis(
+            self._url,
+            self._token,
+            rest_retries=0,
+            allow_telemetry=False,
+            # Reads see this client's earlier writes even on a read replica of a global database.
+            read_your_writes=True,
+        )
+        # As its context manager, so that whatever the SDK holds open is released by close().
+        self._client = await self._resources.enter_async_context(client)
+
+    async def close(self) -> None:
+        self._client = None
+        resources, self._resources = self._resources, AsyncExitStack()
+        await resources.aclose()
+
+    @asynccontextmanager
+    async def _call(self, operation: str) -> AsyncIterator[Redis]:
+        if self._client is None:
+            raise RuntimeError("UpstashRedisCache is not open: await open() first")
+        try:
+            async with asyncio.timeout(self._timeout):
+                yield self._client
+        except TimeoutError as exc:
+            raise TimeoutError(
+                f"Upstash Redis did not answer {operation} within {self._timeout:g} s"
+            ) from exc
+
+    def _key(self, key: str) -> str:
+        return self._prefix + key
+
+    async def set(self, key: str, value: str | bytes, expires_in: int | timedelta | None = None) -> None:
+        text = _text(value.encode() if isinstance(value, str) else value)
+        milliseconds = _milliseconds(expires_in)
+        async with self._call("set") as redis:
+            if milliseconds is None:
+                await redis.set(self._key(key), text)
+            elif milliseconds <= 0:  # expired on arrival, as in the in-process cache
+                await redis.delete(self._key(key))
+            else:
+                await redis.set(self._key(key), text, px=milliseconds)
+
+    async def get(self, key: str, renew_for: int | timedelta | None = None) -> bytes | None:
+        milliseconds = _milliseconds(renew_for)
+        async with self._call("get") as redis:
+            if milliseconds is None:
+                text = await redis.get(self._key(key))
+            else:
+                transaction = redis.multi()
+                transaction.get(self._key(key))
+                # XX: only a key that already expires is renewed; one without a TTL keeps none.
+                transaction.pexpire(self._key(key), milliseconds, xx=True)
+                text, _ = await transaction.exec()
+        return None if text is None else _bytes(text)
+
+    async def delete(self, key: str) -> None:
+        async with self._call("delete") as redis:
+            await redis.delete(self._key(key))
+
+    async def delete_all(self) -> None:
+        """Remove every key under this cache's prefix, batch by batch; other keys stay."""
+        pattern = _glob_escape(self._prefix) + "*"
+        cursor = 0
+        while True:
+            # A deadline per batch rather than for the whole: a big cache legitimately takes several.
+            async with self._call("delete_all") as redis:
+                cursor, keys = await redis.scan(cursor, match=pattern, count=_DELETE_BATCH)
+                if keys:
+                    await redis.unlink(*keys)
+            if cursor == 0:
+                return
+
+    async def exists(self, key: str) -> bool:
+        async with self._call("exists") as redis:
+            return await redis.exists(self._key(key)) == 1
+
+    async def expires_in(self, key: str) -> int | None:
+        async with self._call("expires_in") as redis:
+            milliseconds = await redis.pttl(self._key(key))
+        if milliseconds < 0:  # -1: no TTL, -2: no key
+            return None
+        # Rounded up: a client told to wait this long must find the key gone.
+        return math.ceil(milliseconds / 1000)
+
+    async def incr(self, key: str, amount: int = 1, *, expires_in: int | None = None) -> int:
+        async with self._call("incr") as redis:
+            if expires_in is None:
+                return await redis.incrby(self._key(key), amount)
+            transaction = redis.multi()
+            # Creates the key with its window only when it is absent; INCRBY keeps an existing TTL.
+            transaction.set(self._key(key), "0", nx=True, px=max(1, expires_in * 1000))
+            transaction.incrby(self._key(key), amount)
+            _, value = await transaction.exec()
+            return value
+
+    async def increment_field(self, key: str, field: str, amount: int = 1) -> int:
+        async with self._call("increment_field") as redis:
+            return await redis.hincrby(self._key(key), field, amount)
+
+    async def pop_fields(self, key: str) -> dict[str, int]:
+        async with self._call("pop_fields") as redis:
+            # One transaction: an HINCRBY lands before it (and is taken) or after it (in a new map).
+            transaction = redis.multi()
+            transaction.hgetall(self._key(key))
+            transaction.delete(self._key(key))
+            counters, _ = await transaction.exec()
+        return {field: int(value) for field, value in counters.items()}
+
+    async def ping(self) -> None:
+        async with self._call("ping") as redis:
+            answer = await redis.ping()
+        if answer != "PONG":
+            raise RuntimeError(f"Upstash Redis answered PING with {answer!r}")
+
+
+def _text(value: bytes) -> str:
+    return value.decode("latin-1")
+
+
+def _bytes(text: str) -> bytes:
+    return text.encode("latin-1")
+
+
+def _milliseconds(duration: int | timedelta | None) -> int | None:
+    if duration is None:
+        return None
+    if isinstance(duration, timedelta):
+        return int(duration.total_seconds() * 1000)
+    return duration * 1000
+
+
+def _glob_escape(text: str) -> str:
+    # SCAN MATCH treats *, ?, [ and \ as pattern syntax; the prefix is meant literally.
+    return "".join("\\" + char if char in "*?[]\\" else char for char in text)
