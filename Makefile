@@ -8,8 +8,13 @@ INSTALLED := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 WORKERS ?= 2
+# The local Upstash-compatible servers (upstash_local/): a development token, never a real one.
+UPSTASH_DEV_TOKEN ?= clipdex-local-dev-token
+UPSTASH_REDIS_PORT ?= 8079
+UPSTASH_VECTOR_PORT ?= 8080
+REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: run test lint migrate seed reindex serve-production clean
+.PHONY: run test lint migrate seed reindex serve-production upstash-redis upstash-vector clean
 
 $(INSTALLED): pyproject.toml
 	# A venv left half-made by an interrupted run has no pip: make it afresh.
@@ -42,6 +47,17 @@ serve-production: $(INSTALLED)
 	APP_ENV=production $(BIN)/piccolo migrations forwards all
 	APP_ENV=production $(BIN)/uvicorn --factory app:create_app --host $(HOST) --port $(PORT) \
 		--workers $(WORKERS) --no-access-log --proxy-headers
+
+# Upstash Redis's REST API on http://127.0.0.1:8079, in front of the Redis at REDIS_URL.
+upstash-redis: $(INSTALLED)
+	$(BIN)/python -m upstash_local.redis_server --port $(UPSTASH_REDIS_PORT) --token $(UPSTASH_DEV_TOKEN) \
+		--redis-url $(REDIS_URL)
+
+# Upstash Vector's REST API on http://127.0.0.1:8080: the index VECTOR_EMBEDDING=local needs (HYBRID,
+# 384-d, COSINE, no hosted model), in memory (add --path DIR to keep it; `make reindex` refills it).
+upstash-vector: $(INSTALLED)
+	$(BIN)/python -m upstash_local.vector_server --port $(UPSTASH_VECTOR_PORT) --token $(UPSTASH_DEV_TOKEN) \
+		--index-type HYBRID --similarity COSINE --dimension 384
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .ruff_cache

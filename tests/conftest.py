@@ -1,36 +1,50 @@
-"""Test fixtures: every API test runs once per database backend, against real databases.
+"""Test fixtures: every API test runs once per backend, against real services.
 
-SQLite always; PostgreSQL when TEST_DATABASE_URL is set. In CI (CI=true) a missing PostgreSQL fails
-the run instead of skipping it.
+| backend id | database | cache, search index |
+|---|---|---|
+| `sqlite` | SQLite file | in-process cache, embedded index in memory (per app) |
+| `postgres` | PostgreSQL at TEST_DATABASE_URL | the same |
+| `postgres-upstash` | PostgreSQL at TEST_DATABASE_URL | Upstash Redis and Upstash Vector, through the official SDKs and the local Upstash-compatible servers (upstash_local/) |
+
+SQLite always; the PostgreSQL backends when TEST_DATABASE_URL is set. In CI (CI=true) a missing
+PostgreSQL or Redis fails the run instead of skipping it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
+import redis
 from httpx import AsyncClient
 from litestar.testing import AsyncTestClient
 from piccolo.table import sort_table_classes
+from upstash_vector import Index
 
 from app import create_app
 from core.database import bind_tables, build_engine
+from core.embeddings import DIMENSION
 from core.settings import Settings, load_settings
 from piccolo_conf import APP_REGISTRY
+from upstash_local.redis_server import LocalServer, serve_in_subprocess
+from upstash_local.vector_server import LocalVectorServer
 
 ROOT = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 POSTGRES_URL = os.environ.get("TEST_DATABASE_URL", "")
+# The Redis database behind the local Upstash Redis server; emptied at session start and before each test.
+UPSTASH_REDIS_URL = "redis://127.0.0.1:6379/12"
 
 ALL_TABLES = sort_table_classes(
     [table for config in APP_REGISTRY.app_configs.values() for table in config.table_classes]
@@ -38,13 +52,16 @@ ALL_TABLES = sort_table_classes(
 
 
 def _backends() -> list[Any]:
-    postgres = pytest.param(
-        "postgres",
-        marks=[]
+    needs_postgres = (
+        []
         if POSTGRES_URL or IN_CI
-        else [pytest.mark.skip(reason="TEST_DATABASE_URL is not set (CI sets it)")],
+        else [pytest.mark.skip(reason="TEST_DATABASE_URL is not set (CI sets it)")]
     )
-    return ["sqlite", postgres]
+    return [
+        "sqlite",
+        pytest.param("postgres", marks=needs_postgres),
+        pytest.param("postgres-upstash", marks=needs_postgres),
+    ]
 
 
 def clipdex_environ(database_url: str, **overrides: object) -> dict[str, str]:
@@ -80,23 +97,103 @@ async def reset_postgres(database_url: str) -> None:
         await connection.close()
 
 
+@dataclass(frozen=True)
+class LocalUpstash:
+    """The local Upstash Redis and Upstash Vector servers, as clipdex settings and a way to empty them."""
+
+    redis_server: LocalServer
+    vector_server: LocalVectorServer
+    redis: redis.Redis  # straight to the Redis database behind the Redis server
+    index: Index  # the official SDK's client of the vector server
+
+    @property
+    def settings(self) -> dict[str, str]:
+        """What selects the Upstash backends (see core.cache.build_cache and build_vector_index)."""
+        return {
+            "upstash_redis_rest_url": self.redis_server.url,
+            "upstash_redis_rest_token": self.redis_server.token,
+            "upstash_vector_rest_url": self.vector_server.url,
+            "upstash_vector_rest_token": self.vector_server.token,
+            "vector_embedding": "local",
+        }
+
+    def empty(self) -> None:
+        """Forget everything earlier tests left: the Redis database and every namespace of the index."""
+        self.redis.flushdb()
+        self.index.reset(all=True)
+        for namespace in self.index.list_namespaces():
+            if namespace:
+                self.index.delete_namespace(namespace)
+
+
+@pytest.fixture(scope="session")
+def local_upstash() -> Iterator[LocalUpstash]:
+    """Both local Upstash servers, started once per session as child processes and stopped at its end:
+    Redis REST in front of Redis database 12 (emptied first), and a HYBRID 384-d COSINE vector index
+    without hosted models (for VECTOR_EMBEDDING=local), in memory. Without Redis: skipped, or failed in CI.
+    """
+    client = redis.Redis.from_url(UPSTASH_REDIS_URL, socket_connect_timeout=2, socket_timeout=10)
+    try:
+        client.flushdb()
+    except redis.RedisError as exc:
+        client.close()
+        message = f"Redis at {UPSTASH_REDIS_URL} is not reachable ({exc}); the Upstash backend needs it"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    with (
+        closing(client),
+        serve_in_subprocess(UPSTASH_REDIS_URL, secrets.token_urlsafe(24)) as redis_server,
+        LocalVectorServer.start(index_type="HYBRID", similarity="COSINE", dimension=DIMENSION) as vector,
+    ):
+        index = Index(vector.url, vector.token, retries=0, allow_telemetry=False)
+        yield LocalUpstash(redis_server, vector, client, index)
+
+
+@dataclass(frozen=True)
+class Backend:
+    """What the API tests of one backend run on: a migrated database, plus what make_settings adds."""
+
+    database_url: str
+    upstash: LocalUpstash | None = None
+
+    @property
+    def settings(self) -> dict[str, str]:
+        return self.upstash.settings if self.upstash is not None else {}
+
+
 @pytest.fixture(scope="session", params=_backends())
-def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Backend:
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path_factory.mktemp('sqlite')}/clipdex.sqlite3"
     else:
         url = POSTGRES_URL
         asyncio.run(reset_postgres(url))
     migrate(url)
-    return url
+    if request.param != "postgres-upstash":
+        return Backend(url)
+    return Backend(url, request.getfixturevalue("local_upstash"))
+
+
+@pytest.fixture(scope="session")
+def database_url(backend: Backend) -> str:
+    return backend.database_url
 
 
 @pytest.fixture
-def make_settings(database_url: str) -> Callable[..., Settings]:
-    """Settings as a test process would load them, with overrides given as keyword arguments."""
+def make_settings(backend: Backend) -> Callable[..., Settings]:
+    """Settings as a test process would load them, with overrides given as keyword arguments.
+
+    On the Upstash backend the Redis database and the vector index are emptied first: as the tables
+    are (see `serve`), but they are shared by every app of a test, so once per test.
+    """
+    if backend.upstash is not None:
+        backend.upstash.empty()
 
     def make(**overrides: object) -> Settings:
-        return load_settings(clipdex_environ(database_url, **overrides), env_dir=ROOT)
+        return load_settings(
+            clipdex_environ(backend.database_url, **{**backend.settings, **overrides}), env_dir=ROOT
+        )
 
     return make
 

@@ -1,0 +1,185 @@
+"""Two app workers, as in production: separate uvicorn processes sharing PostgreSQL, Upstash Redis and
+Upstash Vector (the local Upstash-compatible servers), seen only through real HTTP.
+
+Whatever one worker learns, the other must know: a logout, a like, a new video (through the search
+index), views. Skipped without TEST_DATABASE_URL; in CI (CI=true) a missing PostgreSQL or Redis fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import IN_CI, POSTGRES_URL, ROOT, LocalUpstash, clipdex_environ, migrate, reset_postgres
+from tests.features.search_support import TOPICS, found, indexed, register
+from tests.features.videos_support import API, add_video, eventually, video_state, video_url
+
+FLUSH_SECONDS = 0.5
+VIEWS_PER_WORKER = 25
+STARTUP_SECONDS = 60.0
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Worker:
+    """`uvicorn --factory app:create_app --workers 1` in a child process on a free port."""
+
+    def __init__(self, name: str, environ: dict[str, str]) -> None:
+        self.name = name
+        self._environ = environ
+        descriptor, path = tempfile.mkstemp(prefix=f"clipdex-worker-{name}-", suffix=".log")
+        os.close(descriptor)
+        self._log_path = Path(path)
+        self._start()
+
+    def _start(self) -> None:
+        port = _free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        command = [sys.executable, "-m", "uvicorn", "--factory", "app:create_app", "--workers", "1"]
+        command += ["--host", "127.0.0.1", "--port", str(port), "--no-access-log"]
+        with self._log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                command, cwd=ROOT, env=self._environ, stdout=log, stderr=subprocess.STDOUT
+            )
+
+    def log(self) -> str:
+        return self._log_path.read_text(errors="replace")[-4000:]
+
+    def wait_until_ready(self) -> None:
+        """Block until /ready answers 200 (database, cache and search index all up)."""
+        deadline = time.monotonic() + STARTUP_SECONDS
+        for _ in range(3):  # the free port can be taken between finding it and binding it
+            while time.monotonic() < deadline and self.process.poll() is None:
+                try:
+                    if httpx.get(f"{self.url}/ready", timeout=2.0).status_code == 200:
+                        return
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.1)
+            if self.process.poll() is None or "address already in use" not in self.log().lower():
+                break
+            self._start()
+        raise AssertionError(f"worker {self.name} did not become ready:\n{self.log()}")
+
+    def stop(self) -> None:
+        """SIGTERM (a graceful shutdown), then SIGKILL if it does not end; only this process."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log_path.unlink(missing_ok=True)
+
+
+@pytest.fixture(scope="module")
+async def workers(
+    request: pytest.FixtureRequest,
+) -> AsyncIterator[tuple[httpx.AsyncClient, httpx.AsyncClient]]:
+    """Two workers on a freshly migrated PostgreSQL and emptied Upstash servers, for every test here
+    (each works on accounts and videos of its own); an HTTP client for each worker."""
+    if not POSTGRES_URL and not IN_CI:
+        pytest.skip("TEST_DATABASE_URL is not set (CI sets it)")
+    await reset_postgres(POSTGRES_URL)  # fails in CI without a reachable PostgreSQL
+    await asyncio.to_thread(migrate, POSTGRES_URL)
+    upstash: LocalUpstash = request.getfixturevalue("local_upstash")  # fails in CI without Redis
+    upstash.empty()
+    environ = {
+        **os.environ,
+        **clipdex_environ(
+            POSTGRES_URL,
+            outbox_poll_seconds=0.1,
+            view_flush_interval_seconds=FLUSH_SECONDS,
+            **upstash.settings,
+        ),
+    }
+    started: list[Worker] = []
+    try:
+        for name in ("A", "B"):
+            started.append(Worker(name, environ))
+        await asyncio.gather(*(asyncio.to_thread(worker.wait_until_ready) for worker in started))
+        async with (
+            httpx.AsyncClient(base_url=started[0].url, timeout=10) as a,
+            httpx.AsyncClient(base_url=started[1].url, timeout=10) as b,
+        ):
+            yield a, b
+        for worker in started:
+            assert worker.process.poll() is None, f"worker {worker.name} died:\n{worker.log()}"
+    finally:
+        for worker in started:
+            worker.stop()
+
+
+async def test_a_token_revoked_through_one_worker_is_refused_by_the_other(workers):
+    a, b = workers
+    account = await register(a)
+    assert (await b.get(f"{API}/users/me", headers=account.headers)).status_code == 200
+
+    assert (await a.post(f"{API}/auth/logout", headers=account.headers)).status_code == 204
+
+    assert (await b.get(f"{API}/users/me", headers=account.headers)).status_code == 401
+    assert (await a.get(f"{API}/users/me", headers=account.headers)).status_code == 401
+
+
+async def test_a_like_through_one_worker_is_counted_through_the_other(workers):
+    a, b = workers
+    owner, fan, other_fan = await register(a), await register(b), await register(a)
+    video = await add_video(a, owner)
+    assert (await video_state(b, video["id"]))["like_count"] == 0  # now in the shared cache
+
+    liked = await a.post(f"{video_url(video['id'])}/like", headers=fan.headers)
+    assert liked.json() == {"liked": True, "like_count": 1}
+    assert (await video_state(b, video["id"]))["like_count"] == 1
+
+    assert (await b.post(f"{video_url(video['id'])}/like", headers=other_fan.headers)).status_code == 200
+    assert (await video_state(a, video["id"]))["like_count"] == 2
+
+
+async def test_a_video_created_through_one_worker_is_found_by_search_through_the_other(workers):
+    a, b = workers
+    owner = await register(a)
+    assert await found(b, "sourdough", mode="keyword") == []  # an answer the shared search cache now holds
+
+    video = await add_video(a, owner, **TOPICS["sourdough"])
+    await indexed(b, within=20.0)  # /ready: no index change pending
+
+    assert (await found(b, "sourdough bread"))[0] == video["id"]
+    assert await found(b, "sourdough", mode="keyword") == [video["id"]]
+    assert (await found(a, "baking a crusty loaf", mode="semantic"))[0] == video["id"]
+
+
+async def test_views_recorded_on_both_workers_are_all_counted(workers):
+    a, b = workers
+    owner = await register(a)
+    video = await add_video(a, owner, title=f"Views {uuid.uuid4().hex[:6]}")
+    views = f"{video_url(video['id'])}/views"
+
+    responses = await asyncio.gather(*(http.post(views) for http in (a, b) for _ in range(VIEWS_PER_WORKER)))
+    assert {response.status_code for response in responses} == {202}
+
+    expected = 2 * VIEWS_PER_WORKER
+
+    async def counted() -> bool:
+        return (await video_state(a, video["id"]))["view_count"] == expected
+
+    await eventually(counted, within=FLUSH_SECONDS * 2 + 5.0)
+    await asyncio.sleep(FLUSH_SECONDS * 2)  # both workers flush again: nothing is counted twice
+    assert (await video_state(a, video["id"]))["view_count"] == expected
+    assert (await video_state(b, video["id"]))["view_count"] == expected
