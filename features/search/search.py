@@ -15,6 +15,7 @@ import logging
 import math
 import re
 import uuid
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -100,6 +101,20 @@ _INDEXED_COLUMNS = (
 )
 
 
+async def video_id_batches(batch_size: int) -> AsyncIterator[list[str]]:
+    """Every video id, in id order, a batch at a time (keyset: safe while videos come and go)."""
+    last_id: uuid.UUID | None = None
+    while True:
+        query = Video.select(Video.id).order_by(Video.id).limit(batch_size)
+        if last_id is not None:
+            query = query.where(Video.id > last_id)
+        batch = [str(row["id"]) for row in await query]
+        if not batch:
+            return
+        yield batch
+        last_id = uuid.UUID(batch[-1])
+
+
 class SearchIndexer:
     """Brings the index in line with the database for given videos: upsert what exists, delete the rest."""
 
@@ -145,20 +160,11 @@ class SearchIndexer:
 
     async def reindex(self, *, batch_size: int = 64, show_progress: bool = True) -> int:
         """Rebuild from the database in batches: upsert every video, delete index records with no video."""
-        total = await Video.count()
         done = 0
-        last_id: uuid.UUID | None = None
         with Progress(disable=not show_progress) as progress:
-            task = progress.add_task("Indexing videos", total=total)
-            while True:
-                query = Video.select(Video.id).order_by(Video.id).limit(batch_size)
-                if last_id is not None:
-                    query = query.where(Video.id > last_id)
-                batch = [row["id"] for row in await query]
-                if not batch:
-                    break
-                await self.sync([str(video_id) for video_id in batch])
-                last_id = uuid.UUID(str(batch[-1]))
+            task = progress.add_task("Indexing videos", total=await Video.count())
+            async for batch in video_id_batches(batch_size):
+                await self.sync(batch)
                 done += len(batch)
                 progress.update(task, completed=done)
         await self._delete_orphans()
@@ -167,18 +173,11 @@ class SearchIndexer:
     async def queue_all(self, engine: Engine, *, batch_size: int = 500) -> int:
         """Put every video into the outbox, for the relay of whichever app holds the index."""
         queued = 0
-        last_id: uuid.UUID | None = None
-        while True:
-            query = Video.select(Video.id).order_by(Video.id).limit(batch_size)
-            if last_id is not None:
-                query = query.where(Video.id > last_id)
-            batch = [str(row["id"]) for row in await query]
-            if not batch:
-                return queued
+        async for batch in video_id_batches(batch_size):
             async with write_transaction(engine):
                 await publish(VIDEO_CHANGES, *batch)
             queued += len(batch)
-            last_id = uuid.UUID(batch[-1])
+        return queued
 
     async def _delete_orphans(self) -> None:
         cursor = ""
