@@ -14,7 +14,7 @@ UPSTASH_REDIS_PORT ?= 8079
 UPSTASH_VECTOR_PORT ?= 8080
 REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: run test lint migrate seed reindex serve-production upstash-redis upstash-vector clean
+.PHONY: run test lint migrate seed reindex bench serve-production upstash-redis upstash-vector clean
 
 $(INSTALLED): pyproject.toml
 	# A venv left half-made by an interrupted run has no pip: make it afresh.
@@ -42,6 +42,12 @@ lint: $(INSTALLED)
 
 test: lint
 	$(BIN)/python -m pytest
+
+# Every benchmark (see BENCHMARKS.md); `make bench QUICK=1` for a few-minute run. The HTTP load
+# generator is wrk, from Debian's packages.
+bench: $(INSTALLED)
+	command -v wrk >/dev/null || apt-get install -y -q wrk || sudo apt-get install -y -q wrk
+	$(BIN)/python -m bench $(if $(QUICK),--quick)
 
 serve-production: $(INSTALLED)
 	APP_ENV=production $(BIN)/piccolo migrations forwards all

@@ -22,7 +22,12 @@ from core.cache import Cache, ReadThroughCache, build_cache
 from core.database import bind_tables, build_engine, check_database, close_database, open_database
 from core.errors import EXCEPTION_HANDLERS, reject_non_json_bodies
 from core.health import health, ready
-from core.observability import RequestContext, configure_logging, silence_server_access_log
+from core.observability import (
+    CachedLabelsPrometheusMiddleware,
+    RequestContext,
+    configure_logging,
+    silence_server_access_log,
+)
 from core.outbox import OutboxLag, OutboxRelay, outbox_lag
 from core.settings import Settings, load_settings_or_exit
 from core.vectors import VectorIndex, build_vector_index
@@ -130,7 +135,14 @@ def create_app(
             search.ReindexCommand(indexer, vector_index, engine, settings),
         ],
         on_app_init=[jwt_auth.on_app_init],
-        middleware=[PrometheusConfig(app_name="clipdex", prefix="clipdex", group_path=True).middleware],
+        middleware=[
+            PrometheusConfig(
+                app_name="clipdex",
+                prefix="clipdex",
+                group_path=True,
+                middleware_class=CachedLabelsPrometheusMiddleware,
+            ).middleware
+        ],
         before_request=reject_non_json_bodies,
         exception_handlers=EXCEPTION_HANDLERS,
         cors_config=CORSConfig(

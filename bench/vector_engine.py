@@ -1,88 +1,257 @@
-"""The embedded vector engine at a given size: build, query p50/p99 (plain and filtered), memory, save, load.
+"""The embedded vector engine at 10k, 100k and 1M vectors: build, query p50/p99 (plain and 1%-selective
+filter), recall@10 against exact search, memory, save and load.
 
-Data is clustered like real embeddings (unit vectors scattered around 200 random centres), not
-uniform noise. Usage: .venv/bin/python bench/vector_engine.py 10000 100000
+Each size runs in a fresh child process, so its memory figures are its own. Data is clustered like
+real embeddings (unit vectors scattered around 200 random centres), generated in 100k-row chunks
+from per-chunk seeds, so the 1M run never holds the float32 data whole: the exact top 10 is
+computed chunk by chunk from regenerated data. Every write and query goes through the public async
+API. One JSON object per size on stdout, a human line per size on stderr.
+
+    .venv/bin/python -m bench.vector_engine            # 10k, 100k and 1M (1M with float16 storage)
+    .venv/bin/python -m bench.vector_engine --quick    # 10k and 100k
+    .venv/bin/python -m bench.vector_engine 100000 --expansion-search 96   # one size, other tuning
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import dataclasses
+import json
 import resource
-import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# Run as a script, bench/ is first on the path; the project's packages live one level up.
+sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-from core.vectors import EmbeddedVectorIndex, VectorRecord
+from core.vectors import EmbeddedVectorIndex, VectorRecord  # noqa: E402 - after the path fix
+from core.vectors.ann import AnnSettings  # noqa: E402
 
 DIMENSION = 384
 QUERIES = 300
+RECALL_QUERIES = 300
+CHUNK = 100_000
+BATCH = 1000
+BUCKETS = 100  # metadata {"bucket": i % 100}: the filter "bucket = 3" passes 1% of rows
+FILTER = "bucket = 3"
+SEED = 7
 
 
-def clustered(count: int, rng: np.random.Generator) -> np.ndarray:
-    centres = rng.standard_normal((200, DIMENSION)).astype(np.float32)
-    points = centres[rng.integers(0, len(centres), count)] + 0.6 * rng.standard_normal((count, DIMENSION))
-    return (points / np.linalg.norm(points, axis=1, keepdims=True)).astype(np.float32)
+def _centres() -> np.ndarray:
+    return np.random.default_rng(SEED).standard_normal((200, DIMENSION)).astype(np.float32)
 
 
-def percentile(values: list[float], q: float) -> float:
-    return float(np.percentile(values, q))
+def clustered(count: int, seed: int, centres: np.ndarray) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    points = centres[rng.integers(0, len(centres), count)]
+    points += 0.6 * rng.standard_normal((count, DIMENSION), dtype=np.float32)
+    return points / np.linalg.norm(points, axis=1, keepdims=True)
 
 
-async def measure(count: int) -> None:
-    rng = np.random.default_rng(7)
-    vectors = clustered(count + QUERIES, rng)
-    data, queries = vectors[:count], vectors[count:]
-    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    with tempfile.TemporaryDirectory() as directory:
-        index = EmbeddedVectorIndex(dimension=DIMENSION, index_type="DENSE", path=Path(directory))
-        await index.open()
-        started = time.perf_counter()
-        for start in range(0, count, 1000):
-            await index.upsert(
-                [
-                    VectorRecord(id=f"v{i}", vector=data[i].tolist(), metadata={"bucket": i % 20})
-                    for i in range(start, min(count, start + 1000))
-                ]
+def chunks(count: int, centres: np.ndarray):
+    """(first row, float32 rows) of the data set, regenerated identically on every pass."""
+    for number, start in enumerate(range(0, count, CHUNK)):
+        yield start, clustered(min(CHUNK, count - start), SEED + 1 + number, centres)
+
+
+def memory_mb() -> dict[str, float]:
+    fields = {}
+    for line in Path("/proc/self/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name in ("VmRSS", "VmHWM"):
+            fields[name] = int(value.split()[0]) / 1024
+    return fields
+
+
+def exact_top(count: int, queries: np.ndarray, centres: np.ndarray, filtered: bool) -> np.ndarray:
+    """The exact top 10 rows per query (by dot product: unit vectors, so cosine order)."""
+    best_scores = np.full((len(queries), 10), -np.inf, np.float32)
+    best_rows = np.zeros((len(queries), 10), np.int64)
+    for start, whole in chunks(count, centres):
+        for offset in range(0, len(whole), 20_000):  # 300 x 20k scores at a time, to bound memory
+            best_scores, best_rows = _merge(
+                best_scores, best_rows, queries, whole[offset : offset + 20_000], start + offset, filtered
             )
-        build = time.perf_counter() - started
-        rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return best_rows
 
-        async def timed(filter_: str) -> list[float]:
-            timings = []
-            for query in queries:
+
+def _merge(
+    best_scores: np.ndarray,
+    best_rows: np.ndarray,
+    queries: np.ndarray,
+    data: np.ndarray,
+    start: int,
+    filtered: bool,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The running top 10 per query, with `data` (rows from `start` on) taken in."""
+    rows = np.arange(start, start + len(data))
+    if filtered:
+        keep = rows % BUCKETS == 3
+        rows, data = rows[keep], data[keep]
+    scores = queries @ data.T
+    merged_scores = np.concatenate([best_scores, scores], axis=1)
+    merged_rows = np.concatenate([best_rows, np.broadcast_to(rows, scores.shape)], axis=1)
+    top = np.argpartition(-merged_scores, 10, axis=1)[:, :10]
+    return np.take_along_axis(merged_scores, top, axis=1), np.take_along_axis(merged_rows, top, axis=1)
+
+
+def percentiles(timings: list[float]) -> tuple[float, float]:
+    return round(float(np.percentile(timings, 50)), 3), round(float(np.percentile(timings, 99)), 3)
+
+
+async def timed(index: EmbeddedVectorIndex, queries: list[list[float]], filter: str) -> list[float]:
+    await index.query(vector=queries[0], top_k=10, filter=filter)  # warm: the filter's mask is cached
+    timings = []
+    for query in queries:
+        began = time.perf_counter()
+        await index.query(vector=query, top_k=10, filter=filter)
+        timings.append((time.perf_counter() - began) * 1000)
+    return timings
+
+
+async def recall(index: EmbeddedVectorIndex, queries: np.ndarray, exact: np.ndarray, filter: str) -> float:
+    found = 0
+    for query, truth in zip(queries, exact, strict=True):
+        hits = await index.query(vector=query.tolist(), top_k=10, filter=filter)
+        found += len({int(hit.id[1:]) for hit in hits} & set(truth.tolist()))
+    return round(found / (10 * len(queries)), 4)
+
+
+async def measure(count: int, precision: str, ann_min_rows: int, ann: AnnSettings) -> dict[str, Any]:
+    centres = _centres()
+    queries = clustered(QUERIES, SEED, centres)
+    query_lists = [query.tolist() for query in queries]
+    base = memory_mb()["VmRSS"]
+
+    def make() -> EmbeddedVectorIndex:
+        return EmbeddedVectorIndex(
+            dimension=DIMENSION,
+            index_type="DENSE",
+            path=Path(directory),
+            precision=precision,  # type: ignore[arg-type]
+            ann_min_rows=ann_min_rows,
+            ann=ann,
+        )
+
+    with tempfile.TemporaryDirectory() as directory:
+        index = make()
+        await index.open()
+        build = 0.0
+        for start, data in chunks(count, centres):
+            for offset in range(0, len(data), BATCH):
+                block = data[offset : offset + BATCH]
+                records = [
+                    VectorRecord(
+                        id=f"v{start + offset + i}",
+                        vector=row,
+                        metadata={"bucket": (start + offset + i) % BUCKETS},
+                    )
+                    for i, row in enumerate(block.tolist())
+                ]
                 began = time.perf_counter()
-                await index.query(vector=query.tolist(), top_k=10, filter=filter_)
-                timings.append((time.perf_counter() - began) * 1000)
-            return timings
-
-        plain = await timed("")
-        filtered = await timed("bucket = 3")  # 5% of rows
-        # recall@10 of the engine against brute force (exact search: expected 1.0)
-        exact = np.argsort(-(data @ queries[:50].T), axis=0)[:10].T
-        got = [[int(r.id[1:]) for r in await index.query(vector=q.tolist(), top_k=10)] for q in queries[:50]]
-        recall = statistics.mean(len(set(g) & set(e.tolist())) / 10 for g, e in zip(got, exact, strict=True))
-        started = time.perf_counter()
+                await index.upsert(records)
+                build += time.perf_counter() - began
+            del data
+        after_build = memory_mb()["VmRSS"]
+        plain = await timed(index, query_lists, "")
+        filtered = await timed(index, query_lists, FILTER)
+        exact_plain = exact_top(count, queries[:RECALL_QUERIES], centres, filtered=False)
+        exact_filtered = exact_top(count, queries[:RECALL_QUERIES], centres, filtered=True)
+        recall_plain = await recall(index, queries[:RECALL_QUERIES], exact_plain, "")
+        recall_filtered = await recall(index, queries[:RECALL_QUERIES], exact_filtered, FILTER)
+        began = time.perf_counter()
         await index.close()
-        save = time.perf_counter() - started
-        reopened = EmbeddedVectorIndex(dimension=DIMENSION, index_type="DENSE", path=Path(directory))
-        started = time.perf_counter()
+        save = time.perf_counter() - began
+        del index
+        reopened = make()
+        began = time.perf_counter()
         await reopened.open()
-        load = time.perf_counter() - started
+        load = time.perf_counter() - began
+        after_load = await timed(reopened, query_lists, "")
+        recall_after_load = await recall(reopened, queries[:RECALL_QUERIES], exact_plain, "")
         await reopened.close()
-    print(
-        f"{count:>8} vectors: build {build:.1f} s, query p50 {percentile(plain, 50):.2f} ms "
-        f"p99 {percentile(plain, 99):.2f} ms, filtered (5%) p50 {percentile(filtered, 50):.2f} ms "
-        f"p99 {percentile(filtered, 99):.2f} ms, recall@10 {recall:.3f}, "
-        f"memory +{(rss_after - rss_before) / 1024:.0f} MB, save {save:.2f} s, load {load:.2f} s"
+    peak = memory_mb()["VmHWM"]
+    return {
+        "vectors": count,
+        "precision": precision,
+        "ann_min_rows": ann_min_rows,
+        "ann": dataclasses.asdict(ann),
+        "build_s": round(build, 2),
+        "query_p50_ms": percentiles(plain)[0],
+        "query_p99_ms": percentiles(plain)[1],
+        "filtered_p50_ms": percentiles(filtered)[0],
+        "filtered_p99_ms": percentiles(filtered)[1],
+        "filter_share": 1 / BUCKETS,
+        "recall_at_10": recall_plain,
+        "filtered_recall_at_10": recall_filtered,
+        "rss_base_mb": round(base),
+        "rss_after_build_mb": round(after_build),
+        "index_rss_mb": round(after_build - base),
+        "peak_rss_mb": round(peak),
+        "ru_maxrss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "save_s": round(save, 2),
+        "load_s": round(load, 2),
+        "query_p50_after_load_ms": percentiles(after_load)[0],
+        "recall_at_10_after_load": recall_after_load,
+    }
+
+
+def human(result: dict[str, Any]) -> str:
+    return (
+        f"{result['vectors']:>8} {result['precision']}: build {result['build_s']:.1f} s, "
+        f"query p50 {result['query_p50_ms']:.2f} p99 {result['query_p99_ms']:.2f} ms, "
+        f"filtered (1%) p50 {result['filtered_p50_ms']:.2f} p99 {result['filtered_p99_ms']:.2f} ms, "
+        f"recall@10 {result['recall_at_10']:.3f} / filtered {result['filtered_recall_at_10']:.3f}, "
+        f"RSS index {result['index_rss_mb']} MB (peak {result['peak_rss_mb']} MB), "
+        f"save {result['save_s']:.2f} s, load {result['load_s']:.2f} s, "
+        f"p50 after load {result['query_p50_after_load_ms']:.2f} ms"
     )
 
 
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("sizes", nargs="*", type=int)
+    parser.add_argument("--quick", action="store_true", help="10k and 100k only")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--precision", choices=["float32", "float16"], help="default: float16 from 1M on")
+    parser.add_argument("--ann-min-rows", type=int, default=20_000)
+    defaults = AnnSettings()
+    for name in ("connectivity", "expansion_add", "expansion_search", "oversample"):
+        parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(defaults, name))
+    args = parser.parse_args()
+    ann = AnnSettings(
+        connectivity=args.connectivity,
+        expansion_add=args.expansion_add,
+        expansion_search=args.expansion_search,
+        oversample=args.oversample,
+    )
+    sizes = args.sizes or ([10_000, 100_000] if args.quick else [10_000, 100_000, 1_000_000])
+    if args.child:
+        (size,) = sizes
+        precision = args.precision or ("float16" if size >= 1_000_000 else "float32")
+        result = asyncio.run(measure(size, precision, args.ann_min_rows, ann))
+        print(json.dumps(result), flush=True)
+        print(human(result), file=sys.stderr, flush=True)
+        return
+    passed = [f"--ann-min-rows={args.ann_min_rows}"]
+    passed += [
+        f"--{name.replace('_', '-')}={value}"
+        for name, value in dataclasses.asdict(ann).items()
+        if name != "threads" and hasattr(args, name)
+    ]
+    if args.precision:
+        passed.append(f"--precision={args.precision}")
+    for size in sizes:
+        # A fresh process per size: its peak memory is that size's alone.
+        subprocess.run([sys.executable, __file__, "--child", str(size), *passed], check=True)
+
+
 if __name__ == "__main__":
-    for size in [int(arg) for arg in sys.argv[1:]] or [10_000, 100_000]:
-        asyncio.run(measure(size))
+    main()

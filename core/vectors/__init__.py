@@ -9,6 +9,7 @@ hits = await index.query(data="coffee", top_k=5, filter="tags CONTAINS 'coffee'"
 from pathlib import Path
 
 from core.settings import Settings
+from core.vectors.ann import AnnSettings
 from core.vectors.engine import EmbeddedVectorIndex
 from core.vectors.filter_syntax import FilterError
 from core.vectors.filters import compile_filter
@@ -35,6 +36,7 @@ from core.vectors.sparse import bm25_document_vector, bm25_query_vector, tokeniz
 
 __all__ = [
     "DEFAULT_NAMESPACE",
+    "AnnSettings",
     "EmbeddedVectorIndex",
     "FilterError",
     "FusionAlgorithm",
@@ -83,4 +85,6 @@ def build_vector_index(settings: Settings) -> VectorIndex:
         index_type="HYBRID",
         embed=installed_embedder().embed,
         path=path,
+        precision=settings.vector_index_precision,
+        ann_min_rows=settings.vector_ann_min_rows,
     )

@@ -1,9 +1,11 @@
-"""The embedded vector engine: Upstash Vector's semantics in process, exact numpy search, durable on disk.
+"""The embedded vector engine: Upstash Vector's semantics in process, numpy + HNSW search, durable on disk.
 
-Search is exact: a float32 matrix-vector product per namespace and a partial sort, rescored in
-float64. A filter becomes a boolean mask over rows before the top k are taken, so a filtered query
-returns k matches whenever k exist; masks are cached per (namespace, filter) and kept current by
-every write. CPU work runs in a worker thread (numpy releases the GIL) under one lock per index, so
+A namespace below `ann_min_rows` records is searched exactly: a matrix-vector product and a partial
+sort. A larger one keeps an HNSW graph (usearch) whose candidates are rescored exactly, so every
+score is the exact one (float64 from the stored vector) and only recall is approximate. A filter
+becomes a boolean mask over rows; a filtered query returns k matches whenever k exist (exact over
+the passing rows when the graph cannot find them). Masks are cached per (namespace, filter) and kept
+current by every write. CPU work runs in a worker thread (numpy releases the GIL) under one lock per index, so
 the event loop stays free; embedding runs outside the lock. With a `path`, every write is journaled
 and fsynced before it returns (see storage.py).
 """
@@ -16,12 +18,14 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from core.vectors import inputs
+from core.vectors.ann import AnnSettings
 from core.vectors.encoding import Embed, Encoder
 from core.vectors.filters import compile_filter
 from core.vectors.memory import MemoryIndex
+from core.vectors.namespace import DenseOptions
 from core.vectors.port import VectorIndex
 from core.vectors.records import (
     DEFAULT_NAMESPACE,
@@ -57,6 +61,9 @@ logger = logging.getLogger("clipdex.vectors")
 
 _COMPACTION_RETRY_SECONDS = 60.0
 
+Precision = Literal["float32", "float16"]
+PRECISIONS: tuple[str, ...] = ("float32", "float16")
+
 
 class EmbeddedVectorIndex(VectorIndex):
     """The in-process implementation of the port; `path=None` keeps everything in memory.
@@ -65,6 +72,11 @@ class EmbeddedVectorIndex(VectorIndex):
     the sparse (BM25) side. An index with a `path` must be opened (`await index.open()`, or `async
     with`) before use; closing folds its journal into the snapshot. The journal is compacted when it
     outgrows both `journal_limit_bytes` and the snapshot.
+
+    `precision` is how dense vectors are kept: "float32", or "float16" for half the memory (scores
+    are then those of the float16-rounded vectors, within ~1e-3). A namespace of `ann_min_rows`
+    records or more is searched through an HNSW graph built as `ann` says (0: always; exact search
+    below it, where a product over the matrix takes well under a millisecond).
     """
 
     def __init__(
@@ -76,13 +88,21 @@ class EmbeddedVectorIndex(VectorIndex):
         path: Path | None = None,
         *,
         journal_limit_bytes: int = 64 << 20,
+        precision: Precision = "float32",
+        ann_min_rows: int = 20_000,
+        ann: AnnSettings | None = None,
     ) -> None:
         self.dimension = inputs.positive_int(dimension, "dimension")
         self.similarity = inputs.choice(similarity, SIMILARITIES, "similarity")
         self.index_type = inputs.choice(index_type, INDEX_TYPES, "index_type")
         self._config = IndexConfig(self.dimension, self.similarity, self.index_type)
         self._encoder = Encoder(self._config, embed)
-        self._memory = MemoryIndex(self._config)
+        if precision not in PRECISIONS:
+            raise VectorIndexError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+        if isinstance(ann_min_rows, bool) or not isinstance(ann_min_rows, int) or ann_min_rows < 0:
+            raise VectorIndexError(f"ann_min_rows must be a non-negative integer, not {ann_min_rows!r}")
+        options = DenseOptions(self.similarity, precision, ann_min_rows, ann or AnnSettings())
+        self._memory = MemoryIndex(self._config, options)
         self._store = DiskStore(Path(path), journal_limit_bytes) if path is not None else None
         self._lock = threading.RLock()
         self._opened = self._store is None

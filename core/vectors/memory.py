@@ -11,7 +11,7 @@ import numpy as np
 
 from core.vectors import inputs
 from core.vectors.filters import Predicate
-from core.vectors.namespace import Namespace
+from core.vectors.namespace import DenseOptions, Namespace
 from core.vectors.records import (
     DEFAULT_NAMESPACE,
     IndexInfo,
@@ -38,14 +38,15 @@ Include = tuple[bool, bool, bool]
 
 
 class MemoryIndex:
-    def __init__(self, config: IndexConfig) -> None:
+    def __init__(self, config: IndexConfig, options: DenseOptions | None = None) -> None:
         self.config = config
+        self.options = options or DenseOptions(similarity=config.similarity)
         self.dense = config.index_type != "SPARSE"
         self.sparse = config.index_type != "DENSE"
         self.namespaces: dict[str, Namespace] = {DEFAULT_NAMESPACE: self._new_namespace()}
 
     def _new_namespace(self) -> Namespace:
-        return Namespace(self.config.dimension, dense=self.dense, sparse=self.sparse)
+        return Namespace(self.config.dimension, dense=self.dense, sparse=self.sparse, options=self.options)
 
     def get(self, name: str) -> Namespace:
         """The namespace, or an empty stand-in when it does not exist (reads of it find nothing)."""
@@ -79,10 +80,12 @@ class MemoryIndex:
                         np.frombuffer(row.sparse_values, np.float32),
                     )
                 space.put(row.id, vector, sparse, row.metadata, row.data)
+            space.sync()  # the batch's vectors into the graph in one call
         elif isinstance(op, DeleteOp):
             if (space := self.namespaces.get(op.namespace)) is not None:
                 for id in op.ids:
                     space.remove(id)
+                space.sync()  # rebuilds the graph when deletes wore it out
         elif isinstance(op, ResetOp):
             for name, space in self.namespaces.items():
                 if op.namespace is None or op.namespace == name:

@@ -1,19 +1,28 @@
 """One namespace of the embedded engine: rows, the dense matrix, sparse postings and filter masks.
 
 Rows are slots: a record keeps its slot until deleted, and freed slots are reused, so the dense
-matrix (float32, grown by doubling) and every per-row array stay aligned without moving data. When
-more than half the slots are free the rows are packed again. Not thread-safe: the engine holds its
-lock around every call.
+matrix (float32 or float16, grown by doubling) and every per-row array stay aligned without moving
+data. When more than half the slots are free the rows are packed again. Not thread-safe: the engine
+holds its lock around every call.
+
+Dense search is exact (a product over the matrix and a partial sort) until the namespace holds
+`ann_min_rows` records; from then on an HNSW graph (ann.py) proposes candidates, which are rescored
+exactly from the matrix, so scores never depend on the graph. A filtered query is answered exactly
+over the passing rows when few pass, and otherwise from graph candidates that pass, widened until
+k are found, or exactly if they still are not: a filtered query returns k hits whenever k exist.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 from collections import OrderedDict
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from core.vectors.ann import AnnIndex, AnnSettings
 from core.vectors.filters import Predicate
 from core.vectors.scoring import Hits, dense_scores, ranking_keys, top_indices
 from core.vectors.sparse import InvertedIndex, Sparse
@@ -26,13 +35,30 @@ _RECENT_POSTINGS_LIMIT = 20_000
 # Below this share of candidate rows, copying them out and scoring only them beats one product over
 # the whole matrix (measured at 100k x 384: 5% 2.4 ms, 10% 4.8, 20% 8.9, against 7.6 for the product).
 _GATHER_SHARE = 0.15
+# Rows converted to float32 at a time when the matrix is float16: numpy has no fast float16 product,
+# and converting the whole matrix at once would double its memory for the length of a query.
+_CHUNK_ROWS = 16_384
+
+
+@dataclass(frozen=True)
+class DenseOptions:
+    """How a namespace stores and searches dense vectors (the engine's constructor documents them)."""
+
+    similarity: str = "COSINE"
+    precision: str = "float32"
+    ann_min_rows: int = 20_000
+    ann: AnnSettings = field(default_factory=AnnSettings)
 
 
 class Namespace:
-    def __init__(self, dimension: int, *, dense: bool, sparse: bool) -> None:
+    def __init__(
+        self, dimension: int, *, dense: bool, sparse: bool, options: DenseOptions | None = None
+    ) -> None:
         self.dimension = dimension
         self.has_dense = dense
         self.has_sparse = sparse
+        self.options = options or DenseOptions()
+        self.dtype = np.dtype(self.options.precision)
         self.clear()
 
     def clear(self) -> None:
@@ -42,8 +68,10 @@ class Namespace:
         self.data: list[str | None] = []
         self.sparse: list[Sparse | None] = []
         self._free: list[int] = []
-        self.matrix = np.zeros((0, self.dimension if self.has_dense else 0), np.float32)
+        self.matrix = np.zeros((0, self.dimension if self.has_dense else 0), self.dtype)
         self.norms = np.zeros(0, np.float32)
+        self.ann: AnnIndex | None = None
+        self._stale: set[int] = set()  # rows whose vector the graph does not have yet
         self.live = np.zeros(0, bool)
         self.postings = InvertedIndex()
         # filter text -> (predicate, mask over slots); kept up to date by every write.
@@ -81,7 +109,10 @@ class Namespace:
         self.sparse[row] = sparse
         if vector is not None:
             self.matrix[row] = vector
-            self.norms[row] = np.linalg.norm(vector.astype(np.float64))
+            # The norm of what is stored (float16 rounds), so ranking keys match the rescored scores.
+            self.norms[row] = np.linalg.norm(self.matrix[row].astype(np.float64))
+            if self.ann is not None:
+                self._stale.add(row)
         if sparse is not None:
             self.postings.add(row, sparse)
         self.live[row] = True
@@ -89,6 +120,26 @@ class Namespace:
             mask[row] = predicate(metadata)
         if self.postings.recent_size > max(_RECENT_POSTINGS_LIMIT, self.postings.base_size // 4):
             self.postings.rebuild(self.sparse)
+        if self.ann is None and self.has_dense and len(self.rows) >= self.options.ann_min_rows:
+            self.ann = AnnIndex(self.dimension, self.options.similarity, self.options.ann)
+            self._stale.update(np.flatnonzero(self.live[: self.slots]).tolist())
+
+    def sync(self) -> None:
+        """Bring the graph up to date with the rows written since (one batched add: usearch
+        parallelises a batch, and the engine's writes come in batches)."""
+        if self.ann is not None and self.ann.worn:
+            # Amortised like a hash table's growth: at least a quarter of the graph churned since.
+            self.ann = AnnIndex(self.dimension, self.options.similarity, self.options.ann)
+            self._stale = set(np.flatnonzero(self.live[: self.slots]).tolist())
+        if self.ann is None or not self._stale:
+            return
+        rows = np.fromiter(self._stale, np.int64, len(self._stale))
+        rows.sort()
+        self._stale.clear()
+        self.ann.remove(rows[self.ann.contains(rows)])  # replaced vectors: usearch keeps one per key
+        for start in range(0, len(rows), _CHUNK_ROWS):
+            chunk = rows[start : start + _CHUNK_ROWS]
+            self.ann.add(chunk, self.matrix[chunk])
 
     def remove(self, id: str) -> bool:
         row = self.rows.pop(id, None)
@@ -100,6 +151,9 @@ class Namespace:
         self.ids[row] = self.metadata[row] = self.data[row] = self.sparse[row] = None
         self.live[row] = False
         self.norms[row] = 0
+        if self.ann is not None:
+            self._stale.discard(row)
+            self.ann.remove(np.array([row]))
         for _, mask in self._masks.values():
             mask[row] = False
         self._free.append(row)
@@ -136,7 +190,12 @@ class Namespace:
 
     def _pack(self) -> None:
         """Move the records into the first slots, in slot order, dropping the free ones."""
-        self.load(self.export(""))
+        ann = self.ann
+        if ann is not None:
+            # Renumbering the graph's keys is cheap; rebuilding it is not.
+            self.sync()
+            ann.renumber(np.flatnonzero(self.live[: self.slots]))
+        self.load(self.export("", keep_slots=False), ann=ann)
 
     # ------------------------------------------------------------ reads
 
@@ -162,28 +221,74 @@ class Namespace:
 
     def dense_top(self, query: np.ndarray, k: int, allowed: np.ndarray | None, similarity: str) -> Hits:
         """The k best rows by dense similarity among the allowed ones, with exact scores."""
-        slots = self.slots
         if not self.has_dense or not self.rows:
             return []
+        self.sync()
         candidates: np.ndarray | None = None
         if allowed is not None:
             candidates = np.flatnonzero(allowed)
-        elif self._free:
-            candidates = np.flatnonzero(self.live[:slots])
-        if candidates is None:
-            keys = ranking_keys(self.matrix[:slots] @ query, self.norms[:slots], similarity)
-        elif len(candidates) == 0:
-            return []
-        elif len(candidates) < _GATHER_SHARE * slots:
-            dots = np.take(self.matrix, candidates, axis=0) @ query
-            keys = ranking_keys(dots, self.norms[candidates], similarity)
-        else:
-            dots = (self.matrix[:slots] @ query)[candidates]
-            keys = ranking_keys(dots, self.norms[candidates], similarity)
+            if len(candidates) == 0:
+                return []
+            if self.ann is not None and len(candidates) > self.options.ann.filter_exact_rows:
+                found = self._ann_candidates(query, k, allowed, len(candidates))
+                if found is not None:
+                    return self._rescored(found, query, k, similarity)
+        elif self.ann is not None:
+            found = self._ann_candidates(query, k, None, len(self.rows))
+            if found is not None:
+                return self._rescored(found, query, k, similarity)
+        if candidates is None and self._free:
+            candidates = np.flatnonzero(self.live[: self.slots])
+        keys = ranking_keys(self._dots(candidates, query), self._norms(candidates), similarity)
         best = top_indices(keys, k)
         rows = best if candidates is None else candidates[best]
+        return self._rescored(rows, query, k, similarity)
+
+    def _ann_candidates(
+        self, query: np.ndarray, k: int, allowed: np.ndarray | None, passing: int
+    ) -> np.ndarray | None:
+        """Graph candidates (allowed ones only) to rescore, at least min(k, passing) of them; None when
+        that takes more than max_candidates, and exact search is the better way."""
+        settings = self.options.ann
+        wanted = min(k, passing)
+        # Rescoring twice k candidates at least: the graph's int8 order is rougher near the k-th.
+        # Expect `count * passing / len` of the candidates to pass; ask for enough to keep that many.
+        count = math.ceil(max(2 * k, settings.oversample) * len(self.rows) / passing)
+        while count <= settings.max_candidates:
+            found = self.ann.search(query, count) if self.ann is not None else np.zeros(0, np.int64)
+            if allowed is not None:
+                found = found[allowed[found]]
+            if len(found) >= wanted:
+                return found
+            if count >= len(self.rows):
+                break  # the graph gave all it reaches
+            count *= 4
+        return None
+
+    def _rescored(self, rows: np.ndarray, query: np.ndarray, k: int, similarity: str) -> Hits:
         scores = dense_scores(self.matrix[rows], query, similarity)
-        return list(zip(rows.tolist(), scores.tolist(), strict=True))
+        best = top_indices(scores, k)
+        return list(zip(rows[best].tolist(), scores[best].tolist(), strict=True))
+
+    def _norms(self, rows: np.ndarray | None) -> np.ndarray:
+        return self.norms[: self.slots] if rows is None else self.norms[rows]
+
+    def _dots(self, rows: np.ndarray | None, query: np.ndarray) -> np.ndarray:
+        """float32 dot products of the query with the rows (None = every slot)."""
+        slots = self.slots
+        if self.dtype == np.float32:
+            if rows is None:
+                return self.matrix[:slots] @ query
+            if len(rows) < _GATHER_SHARE * slots:
+                return np.take(self.matrix, rows, axis=0) @ query
+            return (self.matrix[:slots] @ query)[rows]
+        total = slots if rows is None else len(rows)
+        dots = np.empty(total, np.float32)
+        for start in range(0, total, _CHUNK_ROWS):
+            end = min(total, start + _CHUNK_ROWS)
+            block = self.matrix[start:end] if rows is None else self.matrix[rows[start:end]]
+            dots[start:end] = block.astype(np.float32) @ query
+        return dots
 
     def sparse_top(self, query: Sparse, k: int, allowed: np.ndarray | None) -> Hits:
         """The k best rows by sparse inner product among allowed rows sharing a dimension with the query."""
@@ -200,11 +305,15 @@ class Namespace:
     def nbytes(self) -> int:
         """Roughly what the namespace holds in memory."""
         text = sum(len(data) for data in self.data if data)
-        return int(self.matrix.nbytes + self.norms.nbytes) + self.postings.nbytes() + text + 200 * len(self)
+        graph = self.ann.nbytes() if self.ann is not None else 0
+        dense = int(self.matrix.nbytes + self.norms.nbytes) + graph
+        return dense + self.postings.nbytes() + text + 200 * len(self)
 
     # ------------------------------------------------------------ snapshots
 
-    def export(self, name: str) -> NamespaceState:
+    def export(self, name: str, *, keep_slots: bool = True) -> NamespaceState:
+        """The records in slot order. With `keep_slots`, the state also carries each record's slot
+        (when any slot is free) and a way to save the graph, whose keys are those slots."""
         rows = [row for row, id in enumerate(self.ids) if id is not None]
         state = NamespaceState(
             name=name,
@@ -214,6 +323,11 @@ class Namespace:
         )
         if self.has_dense:
             state.dense = self.matrix[: self.slots] if not self._free else self.matrix[rows]
+        if keep_slots and self._free:
+            state.slots = np.array(rows, np.int64)
+        if keep_slots and self.ann is not None:
+            self.sync()
+            state.save_graph = self.ann.save
         if self.has_sparse:
             parts = [self.sparse[row] or (np.zeros(0, np.int32), np.zeros(0, np.float32)) for row in rows]
             lengths = np.array([len(part[0]) for part in parts], np.int64)
@@ -222,29 +336,52 @@ class Namespace:
             state.sparse_values = np.concatenate([part[1] for part in parts] or [np.zeros(0, np.float32)])
         return state
 
-    def load(self, state: NamespaceState) -> None:
-        """Replace everything with the snapshot's records (slots 0..n-1 in its order)."""
+    def load(self, state: NamespaceState, ann: AnnIndex | None = None) -> None:
+        """Replace everything with the snapshot's records: in their saved slots, or in 0..n-1. The
+        graph is `ann` (already matching), the snapshot's saved one when it fits, or built anew."""
         masks = [(text, predicate) for text, (predicate, _) in self._masks.items()]
         self.clear()
         count = len(state.ids)
-        self.ids = list(state.ids)
-        self.rows = {id: row for row, id in enumerate(state.ids)}
-        self.metadata = list(state.metadata)
-        self.data = list(state.data)
-        self.sparse = [None] * count
-        self.live = np.ones(count, bool)
+        slots = state.slots if state.slots is not None else np.arange(count)
+        size = int(slots.max()) + 1 if count else 0
+        self.live = np.zeros(size, bool)
+        self.live[slots] = True
+        self.ids = _scattered(state.ids, slots, size)
+        self.rows = {id: row for row, id in zip(slots.tolist(), state.ids, strict=True)}
+        self.metadata = _scattered(state.metadata, slots, size)
+        self.data = _scattered(state.data, slots, size)
+        self.sparse = [None] * size
+        self._free = np.flatnonzero(~self.live).tolist()[::-1]  # reused lowest first
+        self.matrix = np.zeros((size, self.dimension if self.has_dense else 0), self.dtype)
+        self.norms = np.zeros(size, np.float32)
         if self.has_dense and state.dense is not None:
-            self.matrix = np.ascontiguousarray(state.dense, np.float32)
-            self.norms = np.linalg.norm(self.matrix, axis=1).astype(np.float32)
-        else:
-            self.norms = np.zeros(count, np.float32)
-            self.matrix = np.zeros((count, self.dimension if self.has_dense else 0), np.float32)
+            for start in range(0, count, _CHUNK_ROWS):
+                chunk = slots[start : start + _CHUNK_ROWS]
+                self.matrix[chunk] = state.dense[start : start + _CHUNK_ROWS]
+                self.norms[chunk] = np.linalg.norm(self.matrix[chunk].astype(np.float32), axis=1)
         if self.has_sparse and state.sparse_offsets is not None:
             offsets = state.sparse_offsets.tolist()
             indices, values = state.sparse_indices, state.sparse_values
             assert indices is not None
             assert values is not None
-            self.sparse = [(indices[a:b], values[a:b]) for a, b in itertools.pairwise(offsets)]
+            for row, (a, b) in zip(slots.tolist(), itertools.pairwise(offsets), strict=True):
+                self.sparse[row] = (indices[a:b], values[a:b])
             self.postings.rebuild(self.sparse)
+        if ann is not None:
+            self.ann = ann
+        elif self.has_dense and count and count >= self.options.ann_min_rows:
+            self.ann = AnnIndex(self.dimension, self.options.similarity, self.options.ann)
+            if state.graph is None or not self.ann.load(state.graph, count):
+                self._stale.update(slots.tolist())
+                self.sync()
         for text, predicate in masks:
             self.allowed(text, predicate)
+
+
+def _scattered(values: list[Any], slots: np.ndarray, size: int) -> list[Any]:
+    if len(values) == size:  # no free slot: already in place
+        return list(values)
+    out: list[Any] = [None] * size
+    for slot, value in zip(slots.tolist(), values, strict=True):
+        out[slot] = value
+    return out

@@ -6,6 +6,8 @@ Under the index's directory:
                   metadata, data) followed by checksummed raw arrays (dense float32, sparse CSR)
     journal.bin   a header naming generation J, then one record per write since the snapshot:
                   [u32 length][u32 crc32][msgpack op]; each is fsynced before the write returns
+    graph-G-N.usearch  the HNSW graph of the snapshot's namespace N (large namespaces only), written
+                  and fsynced before the snapshot that names it, with its size and crc32 in the manifest
     LOCK          flock-ed by the one process that has the index open
 
 Opening loads the snapshot, replays the journal when J == G, and cuts the journal off at its first
@@ -14,6 +16,8 @@ G + 1, to a temp file, fsyncs it, renames it over snapshot.bin and fsyncs the di
 does it swap in an empty journal for G + 1 the same way. A crash between the two renames leaves a
 journal of generation G < G + 1, which is already inside the new snapshot: opening ignores it rather
 than applying it twice. A crash at any other moment leaves either the old pair or the new pair.
+A graph file is only an accelerator: one that is missing, of another generation, or fails its
+checksum is ignored (the graph is rebuilt from the vectors), and files no snapshot names are deleted.
 """
 
 from __future__ import annotations
@@ -114,10 +118,14 @@ class NamespaceState(msgspec.Struct):
     ids: list[str]
     metadata: list[dict[str, Any] | None]
     data: list[str | None]
-    dense: np.ndarray | None = None  # float32 (rows, dimension)
+    dense: np.ndarray | None = None  # float32 or float16 (rows, dimension)
     sparse_offsets: np.ndarray | None = None  # int64 (rows + 1,)
     sparse_indices: np.ndarray | None = None  # int32
     sparse_values: np.ndarray | None = None  # float32
+    slots: np.ndarray | None = None  # int64 (rows,): each record's slot, when not 0..rows-1
+    # Writing: saves the namespace's graph (keyed by slot) to a path. Reading: the verified graph file.
+    save_graph: Any = None
+    graph: Path | None = None
 
 
 class _Blob(msgspec.Struct, array_like=True):
@@ -128,12 +136,19 @@ class _Blob(msgspec.Struct, array_like=True):
     shape: list[int]
 
 
+class _GraphFile(msgspec.Struct, array_like=True):
+    name: str
+    size: int
+    crc: int
+
+
 class _NamespaceManifest(msgspec.Struct):
     name: str
     ids: list[str]
     metadata: list[dict[str, Any] | None]
     data: list[str | None]
     arrays: dict[str, _Blob]
+    graph: _GraphFile | None = None
 
 
 class _Manifest(msgspec.Struct):
@@ -143,7 +158,23 @@ class _Manifest(msgspec.Struct):
     namespaces: list[_NamespaceManifest]
 
 
-_ARRAY_FIELDS = ("dense", "sparse_offsets", "sparse_indices", "sparse_values")
+_ARRAY_FIELDS = ("dense", "sparse_offsets", "sparse_indices", "sparse_values", "slots")
+_GRAPH_PATTERN = "graph-*.usearch"
+
+
+def _file_crc(path: Path) -> int:
+    crc = 0
+    with open(path, "rb") as file:
+        while chunk := file.read(1 << 24):
+            crc = zlib.crc32(chunk, crc)
+    return crc
+
+
+def _write_graph(path: Path, save: Callable[[Path], object]) -> _GraphFile:
+    save(path)
+    with open(path, "rb") as file:
+        os.fsync(file.fileno())
+    return _GraphFile(path.name, path.stat().st_size, _file_crc(path))
 
 
 def _bytes_of(array: np.ndarray) -> memoryview:
@@ -156,7 +187,7 @@ def write_snapshot(path: Path, generation: int, config: IndexConfig, states: lis
     blobs: list[memoryview] = []
     offset = 0
     namespaces = []
-    for state in states:
+    for number, state in enumerate(states):
         arrays: dict[str, _Blob] = {}
         for field in _ARRAY_FIELDS:
             array = getattr(state, field)
@@ -166,7 +197,12 @@ def write_snapshot(path: Path, generation: int, config: IndexConfig, states: lis
             arrays[field] = _Blob(offset, view.nbytes, zlib.crc32(view), array.dtype.str, list(array.shape))
             blobs.append(view)
             offset += view.nbytes
-        namespaces.append(_NamespaceManifest(state.name, state.ids, state.metadata, state.data, arrays))
+        graph = None
+        if state.save_graph is not None:
+            graph = _write_graph(path.with_name(f"graph-{generation}-{number}.usearch"), state.save_graph)
+        namespaces.append(
+            _NamespaceManifest(state.name, state.ids, state.metadata, state.data, arrays, graph)
+        )
     manifest = msgspec.msgpack.encode(_Manifest(_FORMAT, generation, config, namespaces))
     with open(path, "wb") as file:
         file.write(_SNAPSHOT_HEAD.pack(_SNAPSHOT_MAGIC, len(manifest), zlib.crc32(manifest)))
@@ -202,8 +238,22 @@ def read_snapshot(path: Path) -> tuple[int, IndexConfig, list[NamespaceState]]:
                 if file.readinto(view) != blob.size or zlib.crc32(view) != blob.crc:
                     raise VectorStoreCorruptError(f"{path}: {field} of namespace {entry.name!r} is damaged")
                 setattr(state, field, array)
+            state.graph = (
+                _checked_graph(path.with_name(entry.graph.name), entry.graph) if entry.graph else None
+            )
             states.append(state)
     return manifest.generation, manifest.config, states
+
+
+def _checked_graph(path: Path, expected: _GraphFile) -> Path | None:
+    """The graph file when it is the one the manifest names, intact; None means rebuild the graph."""
+    try:
+        if path.stat().st_size == expected.size and _file_crc(path) == expected.crc:
+            return path
+    except OSError:
+        pass
+    logger.warning("vector index: graph file %s is missing or damaged; rebuilding the graph", path)
+    return None
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -281,6 +331,7 @@ class DiskStore:
                 raise VectorStoreCorruptError(f"{self._journal} exists but {self._snapshot} does not")
             self._replace(self._snapshot, lambda tmp: write_snapshot(tmp, 0, config, []))
         generation, stored, states = read_snapshot(self._snapshot)
+        self._drop_graphs(keep={state.graph.name for state in states if state.graph is not None})
         if stored != config:
             raise VectorIndexError(
                 f"the index at {self.directory} was created as {stored.index_type} {stored.dimension}-d "
@@ -309,6 +360,12 @@ class DiskStore:
         self._journal_generation = generation
         self._journal_size = end
         return states, ops
+
+    def _drop_graphs(self, keep: set[str]) -> None:
+        """Delete graph files no snapshot on disk names (older generations, an unfinished compaction)."""
+        for path in self.directory.glob(_GRAPH_PATTERN):
+            if path.name not in keep:
+                path.unlink(missing_ok=True)
 
     def _replace(self, target: Path, write: Callable[[Path], object]) -> None:
         tmp = target.with_name(target.name + ".tmp")
@@ -380,6 +437,8 @@ class DiskStore:
         self._generation = generation
         self._snapshot_size = size
         _fsync_directory(self.directory)
+        # Only once the new snapshot is durable: until then the old one may come back, with its graphs.
+        self._drop_graphs(keep={f"graph-{generation}-{n}.usearch" for n in range(len(states))})
         self._start_journal()
         self._broken = False  # whatever the old journal holds is superseded by the snapshot
 

@@ -210,6 +210,43 @@ async def test_one_json_access_log_line_per_request(make_settings):
     assert all(isinstance(line["duration_ms"], float | int) for line in lines)
 
 
+def _metric(text: str, name: str, **labels: str) -> float:
+    """The value of one sample in Prometheus's text format (0 when absent)."""
+    for line in text.splitlines():
+        if line.startswith(name + "{") and all(f'{key}="{value}"' in line for key, value in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+async def test_metrics_count_requests_per_route_template_status_and_errors(make_settings):
+    @get("/test-only/metrics-boom", opt={"exclude_from_auth": True})
+    async def boom() -> None:
+        raise RuntimeError("counted")
+
+    app = create_app(make_settings())
+    app.register(boom)
+    async with AsyncTestClient(app=app) as client:
+        before = (await client.get("/metrics")).text
+        for _ in range(3):
+            await client.get(f"/api/v1/videos/{uuid.uuid4()}")  # three ids, one route template
+        await client.get("/test-only/metrics-boom")
+        await client.get("/health")
+        after = (await client.get("/metrics")).text
+
+    def grew(name: str, **labels: str) -> float:
+        return _metric(after, name, **labels) - _metric(before, name, **labels)
+
+    video = {"method": "GET", "path": "/api/v1/videos/{video_id}", "app_name": "clipdex"}
+    assert grew("clipdex_requests_total", status_code="404", **video) == 3
+    assert grew("clipdex_request_duration_seconds_count", status_code="404", **video) == 3
+    assert grew("clipdex_requests_error_total", path="/test-only/metrics-boom", status_code="500") == 1
+    assert grew("clipdex_requests_total", path="/test-only/metrics-boom", status_code="500") == 1
+    assert grew("clipdex_requests_total", path="/health", status_code="200") == 1
+    assert grew("clipdex_requests_error_total", path="/health") == 0
+    assert str(uuid.UUID(int=0))[:8] not in after  # ids never become label values
+    assert _metric(after, "clipdex_requests_in_progress", path="/health", method="GET") == 0
+
+
 # ---------------------------------------------------------------- OpenAPI
 
 

@@ -1,0 +1,255 @@
+"""HTTP throughput and latency of clipdex's main endpoints, side by side with a bare Litestar ceiling.
+
+Builds a catalogue (bench/catalogue.py: N videos in SQLite and in the embedded index), starts clipdex
+and bench/bare_app.py with the production server command (uvicorn, one worker, loopback), and drives
+them with wrk from a separate process. Each scenario runs twice per round: at 16 connections for
+requests/s (saturation) and at 1 connection for latency without queueing. Rounds interleave every
+scenario, so each comparison is measured in the same minute on this shared machine; figures are the
+medians over rounds, and each endpoint's requests/s is also given as a share of the bare ceiling
+measured in the same round.
+
+Usage: .venv/bin/python -m bench.api [--quick] [--videos N] [--rounds R] [--seconds S]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import quote
+
+import httpx
+
+from bench.serving import ROOT, Server, bench_environment, migrate, serving
+
+REPLAY = ROOT / "bench" / "wrk" / "replay.lua"
+QUERIES = ROOT / "tests" / "features" / "search_relevance.json"
+CONNECTIONS = {"throughput": 16, "latency": 1}
+USERS = 20
+HIT_SET = 200  # videos read before each hit run, so every request of it is a cache hit
+LIKES_PER_RUN = 1_000  # videos per like run; each is liked once by each of the USERS
+
+
+class Workload:
+    """The request files for every scenario; runs that change state get fresh ids each time."""
+
+    def __init__(self, ids: list[str], tokens: list[str], queries: list[str], runs: int) -> None:
+        self.hit_ids = ids[:HIT_SET]
+        self.like_ids = ids[HIT_SET : HIT_SET + LIKES_PER_RUN * runs]
+        rest = ids[HIT_SET + LIKES_PER_RUN * runs :]
+        self.miss_chunk = len(rest) // runs
+        self.miss_ids = rest
+        self.tokens = tokens
+        self.warm_queries = queries[:20]
+        words = sorted({word for query in queries for word in query.split() if word.isalpha()})
+        # A query plus one more word is a query nobody asked before: a cold search cache, every time.
+        self.cold_queries = [f"{query} {word}" for word in words for query in queries]
+        self.cold_chunk = len(self.cold_queries) // runs
+
+    def lines(self, scenario: str, run: int) -> list[str]:
+        if scenario == "bare":
+            return ["GET /"]
+        if scenario == "detail_hit":
+            return [f"GET /api/v1/videos/{id}" for id in self.hit_ids]
+        if scenario == "detail_miss":
+            chunk = self.miss_ids[run * self.miss_chunk : (run + 1) * self.miss_chunk]
+            return [f"GET /api/v1/videos/{id}" for id in chunk]
+        if scenario == "list_first_page":
+            return ["GET /api/v1/videos"]
+        if scenario == "like":
+            chunk = self.like_ids[run * LIKES_PER_RUN : (run + 1) * LIKES_PER_RUN]
+            return [f"POST /api/v1/videos/{id}/like {token}" for id in chunk for token in self.tokens]
+        if scenario == "views":
+            return [f"POST /api/v1/videos/{id}/views" for id in self.hit_ids]
+        if scenario == "search_warm":
+            return [f"GET /api/v1/search?q={quote(query)}" for query in self.warm_queries]
+        if scenario == "search_cold":
+            chunk = self.cold_queries[run * self.cold_chunk : (run + 1) * self.cold_chunk]
+            return [f"GET /api/v1/search?q={quote(query)}" for query in chunk]
+        raise ValueError(scenario)
+
+
+SCENARIOS = {
+    "bare": "bare Litestar, GET / (the ceiling)",
+    "detail_hit": "GET /api/v1/videos/{id}, cache hit",
+    "detail_miss": "GET /api/v1/videos/{id}, cache miss",
+    "list_first_page": "GET /api/v1/videos (first page)",
+    "like": "POST /api/v1/videos/{id}/like",
+    "views": "POST /api/v1/videos/{id}/views",
+    "search_warm": "GET /api/v1/search (hybrid), warm search cache",
+    "search_cold": "GET /api/v1/search (hybrid), cold search cache",
+}
+
+
+def wrk(url: str, lines: list[str], connections: int, seconds: int, workdir: Path) -> dict[str, float]:
+    requests = workdir / "requests.txt"
+    requests.write_text("\n".join(lines) + "\n")
+    command = [
+        "wrk",
+        "-t1",
+        f"-c{connections}",
+        f"-d{seconds}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(REPLAY),
+        url,
+        "--",
+        str(requests),
+    ]
+    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    result = json.loads(output.strip().splitlines()[-1])
+    result["rps"] = result["requests"] / (result["duration_us"] / 1e6)
+    return result
+
+
+def prepare(app: str, workload: Workload, scenario: str) -> None:
+    """Fill the caches a warm scenario relies on, right before it runs (search entries live 30 s)."""
+    warmers: dict[str, Callable[[], list[str]]] = {
+        "detail_hit": lambda: [f"/api/v1/videos/{id}" for id in workload.hit_ids],
+        "list_first_page": lambda: ["/api/v1/videos"],
+        "search_warm": lambda: [f"/api/v1/search?q={quote(query)}" for query in workload.warm_queries],
+    }
+    if scenario in warmers:
+        with httpx.Client(base_url=app, timeout=30) as client:
+            for path in warmers[scenario]():
+                client.get(path).raise_for_status()
+
+
+def bench_users(app: str) -> list[str]:
+    tokens = []
+    with httpx.Client(base_url=app, timeout=30) as client:
+        for number in range(USERS):
+            account = {"email": f"liker{number}@bench.clipdex.example", "username": f"liker{number}"}
+            password = "bench-password-not-secret"
+            client.post("/api/v1/auth/register", json={**account, "password": password}).raise_for_status()
+            login = client.post(
+                "/api/v1/auth/login", json={"login": account["username"], "password": password}
+            )
+            tokens.append(login.raise_for_status().json()["access_token"])
+    return tokens
+
+
+def summarise(runs: list[dict], rounds: int) -> list[dict]:
+    summary = []
+    for scenario, title in SCENARIOS.items():
+        row: dict = {"scenario": scenario, "endpoint": title}
+        for mode in CONNECTIONS:
+            mine = [run for run in runs if run["scenario"] == scenario and run["mode"] == mode]
+            row[mode] = {
+                key: statistics.median(run[key] for run in mine) for key in ("rps", "p50_us", "p99_us")
+            }
+            row[mode]["errors"] = sum(run["non_2xx_3xx"] + run["socket_errors"] for run in mine)
+            row[mode]["wrapped"] = any(
+                run["requests"] > run["unique_requests"] > 1
+                and scenario in ("detail_miss", "like", "search_cold")
+                for run in mine
+            )
+        ceilings = {
+            run["round"]: run["rps"]
+            for run in runs
+            if run["scenario"] == "bare" and run["mode"] == "throughput"
+        }
+        row["share_of_ceiling"] = statistics.median(
+            run["rps"] / ceilings[run["round"]]
+            for run in runs
+            if run["scenario"] == scenario and run["mode"] == "throughput"
+        )
+        summary.append(row)
+    return summary
+
+
+def table(summary: list[dict]) -> str:
+    lines = [
+        "| endpoint | req/s (16 conns) | share of ceiling | p50 / p99 at 16 conns (ms) | p50 / p99 at 1 conn (ms) |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for row in summary:
+        busy, idle = row["throughput"], row["latency"]
+        flags = " (errors!)" if busy["errors"] or idle["errors"] else ""
+        flags += " (ids wrapped: some repeats)" if busy["wrapped"] or idle["wrapped"] else ""
+        lines.append(
+            f"| {row['endpoint']}{flags} | {busy['rps']:,.0f} | {row['share_of_ceiling']:.0%} | "
+            f"{busy['p50_us'] / 1000:.2f} / {busy['p99_us'] / 1000:.2f} | "
+            f"{idle['p50_us'] / 1000:.2f} / {idle['p99_us'] / 1000:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="10k videos, one round of 2 s runs")
+    parser.add_argument("--videos", type=int)
+    parser.add_argument("--rounds", type=int)
+    parser.add_argument("--seconds", type=int)
+    parser.add_argument("--output", type=Path, help="write the figures here as JSON")
+    args = parser.parse_args()
+    videos = args.videos or (10_000 if args.quick else 100_000)
+    rounds = args.rounds or (1 if args.quick else 3)
+    seconds = args.seconds or (2 if args.quick else 5)
+    if shutil.which("wrk") is None:
+        sys.exit("bench.api needs wrk: `apt-get install wrk` (make bench installs it)")
+
+    workdir = Path(tempfile.mkdtemp(prefix="clipdex-bench-api-"))
+    env = bench_environment(workdir)
+    migrate(env)
+    started = time.perf_counter()
+    ids_file = workdir / "public-ids.txt"
+    subprocess.run(
+        [sys.executable, "-m", "bench.catalogue", "--videos", str(videos), "--ids", str(ids_file)],
+        cwd=ROOT,
+        env=env,
+        check=True,
+    )
+    print(f"catalogue of {videos} videos built in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    queries = [judgement["query"] for judgement in json.loads(QUERIES.read_text())]
+    runs: list[dict] = []
+    log = workdir / "server.log"
+    with (
+        serving("bench.bare_app:create_app", env, log, "/") as bare,
+        serving("app:create_app", env, log, "/ready") as app,
+    ):
+        workload = Workload(
+            ids_file.read_text().split(), bench_users(app.url), queries, rounds * len(CONNECTIONS)
+        )
+        rss_loaded = app.rss_mb()
+        for round_ in range(rounds):
+            for scenario in SCENARIOS:
+                server: Server = bare if scenario == "bare" else app
+                for number, (mode, connections) in enumerate(CONNECTIONS.items()):
+                    prepare(app.url, workload, scenario)
+                    run = round_ * len(CONNECTIONS) + number
+                    result = wrk(server.url, workload.lines(scenario, run), connections, seconds, workdir)
+                    runs.append({"scenario": scenario, "mode": mode, "round": round_, **result})
+                    print(
+                        f"round {round_} {scenario:16} {mode:10} {result['rps']:8.0f} req/s "
+                        f"p50 {result['p50_us'] / 1000:6.2f} ms p99 {result['p99_us'] / 1000:6.2f} ms",
+                        file=sys.stderr,
+                    )
+        rss_after = app.rss_mb()
+    summary = summarise(runs, rounds)
+    figures = {
+        "videos": videos,
+        "rounds": rounds,
+        "seconds_per_run": seconds,
+        "server_rss_mb": {"after_start": round(rss_loaded), "after_runs": round(rss_after)},
+        "summary": summary,
+        "runs": runs,
+    }
+    if args.output:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps(figures, indent=2))
+    print(table(summary))
+    print(f"\nclipdex server RSS: {rss_loaded:.0f} MB after start, {rss_after:.0f} MB after the runs")
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,144 @@
+"""Builds a large benchmark catalogue: N videos in the database and the same N in the search index.
+
+Videos are variations of the demo catalogue (its titles, tags, descriptions and transcripts, with a few
+words of the catalogue's own vocabulary added so no two texts are alike), spread over 50 owners. The
+database rows go in through Piccolo in bulk. The index gets the real BM25 side of every text; its
+dense side is each demo video's real embedding moved by a small random offset (cosine ~0.9 to the
+original), because embedding 100k texts with the local model would take hours on 2 cores. That keeps
+the vectors clustered like real ones; queries are still embedded for real at request time.
+
+Usage (settings from the environment, as the app reads them):
+    .venv/bin/python -m bench.catalogue --videos 100000 --ids public_ids.txt
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import re
+import sys
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+
+from core.database import bind_tables, build_engine, close_database, open_database
+from core.embeddings import DIMENSION, installed_embedder
+from core.settings import load_settings
+from core.vectors import EmbeddedVectorIndex, VectorRecord
+from features.search.search import indexed_metadata, indexed_text
+from features.users.users import User
+from features.videos.videos import DemoVideo, Video, VideoTag, load_demo_catalogue
+
+OWNERS = 50
+CHUNK = 1_000
+# Offset norm per dimension: |noise| ~ 0.48 gives cosine ~0.9 between a variant and its demo video.
+_NOISE = 0.48 / np.sqrt(DIMENSION)
+
+
+def _variant(template: DemoVideo, number: int, vocabulary: list[str], rng: random.Random) -> dict:
+    extra = " ".join(rng.sample(vocabulary, 6))
+    return {
+        "title": f"{template.title} (take {number})"[:200],
+        "description": f"{template.description} {extra}"[:5000],
+        "tags": template.tags,
+        "transcript": template.transcript,
+        "visibility": template.visibility,
+        "duration_seconds": template.duration_seconds,
+    }
+
+
+async def build(videos: int, seed: int = 7) -> list[str]:
+    """Fill the configured database and index; returns the public video ids, shuffled."""
+    settings = load_settings()
+    engine = build_engine(settings)
+    bind_tables(engine, [User, Video, VideoTag])
+    await open_database(engine, settings)
+    rng = random.Random(seed)
+    noise = np.random.default_rng(seed)
+    catalogue = load_demo_catalogue()
+    vocabulary = sorted(
+        {word for item in catalogue for word in re.findall(r"[a-z]{5,}", item.description.lower())}
+    )
+
+    started = time.perf_counter()
+    template_rows = [
+        {**_variant(item, 0, vocabulary, rng), "title": item.title, "description": item.description}
+        for item in catalogue
+    ]
+    centres = installed_embedder().embed([indexed_text(row) for row in template_rows])
+    print(f"embedded {len(catalogue)} demo videos in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+
+    owners = [
+        User(
+            email=f"owner{n}@bench.clipdex.example",
+            username=f"owner{n}",
+            username_key=f"owner{n}",
+            display_name=f"Bench owner {n}",
+            password_hash="!bench-owners-cannot-log-in",
+        )
+        for n in range(OWNERS)
+    ]
+    await User.insert(*owners)
+    owner_ids = [row["id"] for row in await User.select(User.id).where(User.username_key.like("owner%"))]
+
+    index = EmbeddedVectorIndex(
+        dimension=DIMENSION, similarity="COSINE", index_type="HYBRID", path=Path(settings.vector_index_path)
+    )
+    await index.open()
+    now = datetime.now(UTC)
+    public: list[str] = []
+    started = time.perf_counter()
+    for start in range(0, videos, CHUNK):
+        rows, templates = [], []
+        for number in range(start, min(videos, start + CHUNK)):
+            template = rng.randrange(len(catalogue))
+            row = _variant(catalogue[template], number, vocabulary, rng)
+            moment = now - timedelta(seconds=30 * (videos - number))
+            row |= {
+                "id": uuid.uuid4(),
+                "owner": owner_ids[number % len(owner_ids)],
+                "url": f"https://media.clipdex.example/bench/{number}.mp4",
+                "has_transcript": row["transcript"] is not None,
+                "created_at": moment,
+                "updated_at": moment,
+            }
+            rows.append(row)
+            templates.append(template)
+        await Video.insert(*[Video(**row) for row in rows])
+        await VideoTag.insert(*[VideoTag(video=row["id"], tag=tag) for row in rows for tag in row["tags"]])
+        dense = centres[templates] + noise.normal(0, _NOISE, (len(rows), DIMENSION)).astype(np.float32)
+        dense /= np.linalg.norm(dense, axis=1, keepdims=True)
+        # Upsert through the port: the engine derives the BM25 side from `data`, as for real videos.
+        await index.upsert(
+            [
+                VectorRecord(
+                    id=str(row["id"]), vector=vector, data=indexed_text(row), metadata=indexed_metadata(row)
+                )
+                for row, vector in zip(rows, dense.tolist(), strict=True)
+            ]
+        )
+        public += [str(row["id"]) for row in rows if row["visibility"] == "public"]
+        print(f"\r{start + len(rows)} videos", end="", file=sys.stderr)
+    await index.close()
+    await close_database(engine)
+    print(f"\nbuilt {videos} videos in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+    rng.shuffle(public)
+    return public
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--videos", type=int, default=100_000)
+    parser.add_argument("--ids", type=Path, help="write the public video ids here, shuffled")
+    args = parser.parse_args()
+    public = asyncio.run(build(args.videos))
+    if args.ids is not None:
+        args.ids.write_text("\n".join(public) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,121 @@
+"""The SQLite engine's connection pool: reuse, and no connection handed on in a bad state."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+from piccolo.columns import Integer, Varchar
+from piccolo.table import Table
+
+from core.database import PooledSQLiteEngine, check_database, close_database, write_transaction
+
+
+class Thing(Table, tablename="things"):
+    name = Varchar(length=20, unique=True)
+    size = Integer(default=0)
+
+
+@pytest.fixture
+async def engine(tmp_path: Path):
+    engine = PooledSQLiteEngine(path=str(tmp_path / "pool.sqlite3"), timeout=5, idle_connections=2)
+    previous = Thing._meta.db
+    Thing._meta.db = engine
+    await engine.run_ddl("PRAGMA journal_mode=WAL")
+    await Thing.create_table()
+    yield engine
+    await close_database(engine)
+    Thing._meta.db = previous
+
+
+async def test_queries_reuse_one_open_connection(engine: PooledSQLiteEngine) -> None:
+    await Thing.insert(Thing(name="a"))
+    first = await engine.get_connection()
+    await engine.release(first)
+    for _ in range(5):
+        assert await Thing.count() == 1
+    again = await engine.get_connection()
+    assert again is first
+    await engine.release(again)
+
+
+async def test_foreign_keys_are_on_for_pooled_connections(engine: PooledSQLiteEngine) -> None:
+    assert await engine.run_ddl("PRAGMA foreign_keys") == [{"foreign_keys": 1}]
+
+
+async def test_a_failed_write_leaves_no_open_transaction_behind(engine: PooledSQLiteEngine) -> None:
+    await Thing.insert(Thing(name="a"))
+    with pytest.raises(sqlite3.IntegrityError):
+        await Thing.insert(Thing(name="a"))
+    connection = await engine.get_connection()
+    assert not connection.in_transaction
+    await engine.release(connection)
+    await Thing.insert(Thing(name="b"))  # the pool still writes: no lock is held
+    assert await Thing.count() == 2
+
+
+async def test_a_rolled_back_transaction_changes_nothing_and_frees_its_connection(
+    engine: PooledSQLiteEngine,
+) -> None:
+    async def abandoned_write() -> None:
+        async with write_transaction(engine):
+            await Thing.insert(Thing(name="gone"))
+            raise RuntimeError("abandon")
+
+    with pytest.raises(RuntimeError):
+        await abandoned_write()
+    assert await Thing.count() == 0
+    async with write_transaction(engine):
+        await Thing.insert(Thing(name="kept"))
+    assert [row["name"] for row in await Thing.select(Thing.name)] == ["kept"]
+
+
+async def test_concurrent_transactions_and_reads_all_complete(engine: PooledSQLiteEngine) -> None:
+    await Thing.insert(Thing(name="counter"))
+
+    async def bump() -> None:
+        async with write_transaction(engine):
+            await Thing.update({Thing.size: Thing.size + 1}).where(Thing.name == "counter")
+
+    await asyncio.gather(*(bump() for _ in range(30)), *(Thing.count() for _ in range(30)))
+    assert (await Thing.select(Thing.size).first())["size"] == 30
+    assert len(engine._idle) <= 2  # idle_connections bounds what is kept
+
+
+async def test_a_cancelled_transaction_is_rolled_back_and_its_connection_dropped(
+    engine: PooledSQLiteEngine,
+) -> None:
+    started = asyncio.Event()
+
+    async def slow_write() -> None:
+        async with write_transaction(engine):
+            await Thing.insert(Thing(name="half"))
+            started.set()
+            await asyncio.sleep(10)
+
+    task = asyncio.create_task(slow_write())
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await Thing.count() == 0
+    async with write_transaction(engine):  # the write lock was released
+        await Thing.insert(Thing(name="after"))
+    assert await Thing.count() == 1
+
+
+def _replace_with_a_directory(database: Path) -> None:
+    for path in database.parent.glob(database.name + "*"):
+        path.unlink()
+    database.mkdir()
+
+
+async def test_readiness_notices_a_database_file_gone_under_open_connections(
+    engine: PooledSQLiteEngine, tmp_path: Path
+) -> None:
+    await check_database(engine)
+    await asyncio.to_thread(_replace_with_a_directory, tmp_path / "pool.sqlite3")
+    with pytest.raises(sqlite3.OperationalError):
+        await check_database(engine)
