@@ -182,6 +182,15 @@ async def check_database(engine: Engine) -> None:
     await engine.run_ddl("SELECT 1", in_pool=True)
 
 
+def is_database_busy(exc: BaseException) -> bool:
+    """Whether a query failed because the database is overloaded, not because of what was asked:
+    SQLite's write lock still held by another writer after the busy timeout, or PostgreSQL refusing
+    connections. A client should retry later (503), and nothing was written."""
+    if isinstance(exc, sqlite3.OperationalError):
+        return "database is locked" in str(exc) or "database is busy" in str(exc)
+    return isinstance(exc, asyncpg.TooManyConnectionsError | asyncpg.CannotConnectNowError)
+
+
 def is_unique_violation(exc: BaseException) -> bool:
     """Whether a failed write broke a UNIQUE constraint, on either engine."""
     if isinstance(exc, sqlite3.IntegrityError):

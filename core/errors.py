@@ -16,9 +16,12 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import ResponseSpec
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
+from core.database import is_database_busy
 from core.observability import request_id_of
 
 PROBLEM_JSON = "application/problem+json"
+# Past the busy timeout (5 s by default) another try a second later usually finds the lock free.
+DATABASE_BUSY_RETRY_SECONDS = 1
 logger = logging.getLogger("clipdex.errors")
 
 _TITLES = {
@@ -174,6 +177,15 @@ def problem_response(request: Request[Any, Any, Any], exc: Exception) -> Respons
         kind = _KINDS.get(status)
         if status == 401:
             headers = {"WWW-Authenticate": "Bearer", **(headers or {})}
+    elif is_database_busy(exc):
+        logger.warning("database busy: %s", exc, extra={"request_id": request_id, "path": request.url.path})
+        status, kind, errors, headers = (
+            503,
+            "database-busy",
+            [],
+            {"Retry-After": str(DATABASE_BUSY_RETRY_SECONDS)},
+        )
+        detail = "The database is busy with other writes; nothing was changed. Try again shortly."
     else:
         logger.exception(
             "unhandled error", extra={"request_id": request_id, "path": request.url.path}, exc_info=exc

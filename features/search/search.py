@@ -46,7 +46,7 @@ Mode = Literal["hybrid", "semantic", "keyword"]
 _QUERY_MODES = {"hybrid": "HYBRID", "semantic": "DENSE", "keyword": "SPARSE"}
 MAX_RESULTS = 500  # how deep a client may page into one query's ranking
 
-# Transcripts can be 100k characters; the dense vector reads only the first 256 word pieces anyway
+# Transcripts can be 100k characters; the dense vector reads only the first MAX_TOKENS (128) word pieces
 # (title and tags come first so they always count), and BM25 keywords read this much of the text.
 MAX_INDEXED_CHARACTERS = 20_000
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import asyncpg
 import msgspec
+import pytest
 from litestar import get
 from litestar.routes import HTTPRoute
 from litestar.testing import AsyncTestClient
@@ -176,6 +177,33 @@ async def test_an_unexpected_error_is_a_500_without_internals(make_settings):
     assert "req-500" in body["detail"]  # quotable when reporting the problem
     for leak in ("Traceback", "RuntimeError", "hunter2", "secret internal", "app.py", 'File "'):
         assert leak not in response.text
+
+
+async def test_a_database_locked_by_another_writer_is_a_503_and_nothing_is_written(make_settings, tmp_path):
+    database = tmp_path / "busy.sqlite3"
+    if not make_settings().is_sqlite:
+        pytest.skip("SQLite's database-wide write lock")
+    settings = make_settings(DATABASE_URL=f"sqlite:///{database}", SQLITE_BUSY_TIMEOUT_SECONDS="0.2")
+    await asyncio.to_thread(migrate, settings.database_url)
+    account = {"email": "busy@example.com", "username": "busy_user", "password": "correct-horse-battery"}
+    async with AsyncTestClient(app=create_app(settings)) as client:
+        other_writer = sqlite3.connect(database, isolation_level=None)
+        other_writer.execute("BEGIN IMMEDIATE")  # another process holding the write lock
+        try:
+            busy = await client.post("/api/v1/auth/register", json=account)
+        finally:
+            other_writer.execute("ROLLBACK")
+            other_writer.close()
+        after = await client.post(
+            "/api/v1/auth/login", json={"login": "busy_user", "password": account["password"]}
+        )
+        retried = await client.post("/api/v1/auth/register", json=account)
+
+    body = assert_problem(busy, 503)
+    assert body["type"] == "urn:clipdex:problem:database-busy"
+    assert busy.headers["retry-after"] == "1"
+    assert after.status_code == 401  # the refused registration left no account behind
+    assert retried.status_code == 201
 
 
 class _Records(logging.Handler):
