@@ -84,6 +84,27 @@ async def test_concurrent_transactions_and_reads_all_complete(engine: PooledSQLi
     assert len(engine._idle) <= 2  # idle_connections bounds what is kept
 
 
+async def test_write_transactions_queue_in_process_instead_of_timing_out(tmp_path: Path) -> None:
+    # A 10 ms busy timeout: writers left to SQLite's busy handler would fail with "database is locked"
+    # behind 40 transactions that each hold the write lock for 5 ms.
+    engine = PooledSQLiteEngine(path=str(tmp_path / "queue.sqlite3"), timeout=0.01)
+    previous = Thing._meta.db
+    Thing._meta.db = engine
+    try:
+        await Thing.create_table()
+
+        async def slow_insert(number: int) -> None:
+            async with write_transaction(engine):
+                await Thing.insert(Thing(name=f"t{number}"))
+                await asyncio.sleep(0.005)
+
+        await asyncio.gather(*(slow_insert(number) for number in range(40)))
+        assert await Thing.count() == 40
+    finally:
+        await close_database(engine)
+        Thing._meta.db = previous
+
+
 async def test_a_cancelled_transaction_is_rolled_back_and_its_connection_dropped(
     engine: PooledSQLiteEngine,
 ) -> None:
