@@ -66,6 +66,7 @@ class Namespace:
         self.rows: dict[str, int] = {}
         self.metadata: list[dict[str, Any] | None] = []
         self.data: list[str | None] = []
+        self._text_size = 0  # characters of data held: info() must not walk every record to say it
         self.sparse: list[Sparse | None] = []
         self._free: list[int] = []
         self.matrix = np.zeros((0, self.dimension if self.has_dense else 0), self.dtype)
@@ -105,6 +106,7 @@ class Namespace:
         elif self.sparse[row] is not None:
             self.postings.remove(row, self.sparse[row])
         self.metadata[row] = metadata
+        self._text_size += len(data or "") - len(self.data[row] or "")
         self.data[row] = data
         self.sparse[row] = sparse
         if vector is not None:
@@ -148,6 +150,7 @@ class Namespace:
         sparse = self.sparse[row]
         if sparse is not None:
             self.postings.remove(row, sparse)
+        self._text_size -= len(self.data[row] or "")
         self.ids[row] = self.metadata[row] = self.data[row] = self.sparse[row] = None
         self.live[row] = False
         self.norms[row] = 0
@@ -304,7 +307,7 @@ class Namespace:
 
     def nbytes(self) -> int:
         """Roughly what the namespace holds in memory."""
-        text = sum(len(data) for data in self.data if data)
+        text = self._text_size
         graph = self.ann.nbytes() if self.ann is not None else 0
         dense = int(self.matrix.nbytes + self.norms.nbytes) + graph
         return dense + self.postings.nbytes() + text + 200 * len(self)
@@ -350,6 +353,7 @@ class Namespace:
         self.rows = {id: row for row, id in zip(slots.tolist(), state.ids, strict=True)}
         self.metadata = _scattered(state.metadata, slots, size)
         self.data = _scattered(state.data, slots, size)
+        self._text_size = sum(len(data) for data in state.data if data)
         self.sparse = [None] * size
         self._free = np.flatnonzero(~self.live).tolist()[::-1]  # reused lowest first
         self.matrix = np.zeros((size, self.dimension if self.has_dense else 0), self.dtype)
