@@ -13,13 +13,13 @@ from typing import Any
 
 import asyncpg
 import msgspec
-import pytest
 from litestar import get
 from litestar.routes import HTTPRoute
 from litestar.testing import AsyncTestClient
 
 from app import create_app
-from tests.conftest import ALL_TABLES, migrate
+from core.settings import load_settings
+from tests.conftest import ALL_TABLES, ROOT, clipdex_environ, migrate
 
 PROBLEM_JSON = "application/problem+json"
 USERS_PATHS = {
@@ -179,11 +179,11 @@ async def test_an_unexpected_error_is_a_500_without_internals(make_settings):
         assert leak not in response.text
 
 
-async def test_a_database_locked_by_another_writer_is_a_503_and_nothing_is_written(make_settings, tmp_path):
+async def test_a_database_locked_by_another_writer_is_a_503_and_nothing_is_written(tmp_path):
+    # SQLite's database-wide write lock, on a file of its own (whatever backend the suite runs).
     database = tmp_path / "busy.sqlite3"
-    if not make_settings().is_sqlite:
-        pytest.skip("SQLite's database-wide write lock")
-    settings = make_settings(DATABASE_URL=f"sqlite:///{database}", SQLITE_BUSY_TIMEOUT_SECONDS="0.2")
+    environ = clipdex_environ(f"sqlite:///{database}", SQLITE_BUSY_TIMEOUT_SECONDS="0.2")
+    settings = load_settings(environ, env_dir=ROOT)
     await asyncio.to_thread(migrate, settings.database_url)
     account = {"email": "busy@example.com", "username": "busy_user", "password": "correct-horse-battery"}
     async with AsyncTestClient(app=create_app(settings)) as client:
