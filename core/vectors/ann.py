@@ -69,6 +69,7 @@ class AnnIndex:
         # usearch only marks a removed row: past a quarter of the graph, those marks cost recall
         # (0.85 against 0.95+ after a third of the rows churned, in tests), so it is rebuilt.
         self.removed = 0
+        self._nbytes: int | None = None
 
     @property
     def worn(self) -> bool:
@@ -98,11 +99,13 @@ class AnnIndex:
         """Add rows that are not in the graph (remove a row before adding it again)."""
         if len(rows):
             self.index.add(rows.astype(np.uint64), self._prepared(vectors), threads=self.settings.threads)
+            self._nbytes = None
 
     def remove(self, rows: np.ndarray) -> None:
         if len(rows) and len(self.index):
             self.index.remove(rows.astype(np.uint64))
             self.removed += len(rows)
+            self._nbytes = None
 
     def contains(self, rows: np.ndarray) -> np.ndarray:
         if not len(rows) or not len(self.index):
@@ -118,7 +121,11 @@ class AnnIndex:
             self.index.rename(old[moving].astype(np.uint64), np.flatnonzero(moving).astype(np.uint64))
 
     def nbytes(self) -> int:
-        return int(self.index.memory_usage)
+        # usearch walks the whole graph to answer (2 ms at 100k, under the engine's lock, on every
+        # info()); the answer only changes with writes, so it is kept until the next one.
+        if self._nbytes is None:
+            self._nbytes = int(self.index.memory_usage)
+        return self._nbytes
 
     def search(self, query: np.ndarray, count: int) -> np.ndarray:
         """Up to `count` rows near `query`, nearest first (approximately)."""
@@ -136,6 +143,7 @@ class AnnIndex:
     def load(self, path: Path, rows: int) -> bool:
         """Take the graph saved at `path` if it was built the way this one is and holds `rows` rows;
         False (and the graph left empty) otherwise, so the caller rebuilds it."""
+        self._nbytes = None
         try:
             meta = self._module.Index.metadata(str(path))
         except (OSError, RuntimeError, ValueError):

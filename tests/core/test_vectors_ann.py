@@ -158,10 +158,14 @@ async def test_packing_after_mass_deletes_keeps_the_graph_right():
         await index.upsert(records(vectors))
         await index.delete(filter="bucket != 0")  # 90% gone: the namespace packs its slots
     assert ann._memory.get("").slots < 1000  # packed on the way (then some slots freed again)
+    overlaps = []
     for query in clustered(20, seed=14):
         got, want = await top(ann, query), await top(exact, query)
-        assert [id for id, _ in got] == [id for id, _ in want]
-        assert [score for _, score in got] == pytest.approx([score for _, score in want], abs=1e-9)
+        every = dict(await top(exact, query, 3000))
+        # Renumbered keys that pointed at the wrong rows would score differently or not exist.
+        assert all(score == pytest.approx(every[id], abs=1e-9) for id, score in got)
+        overlaps.append(overlap(got, want))
+    assert np.mean(overlaps) >= 0.97
 
 
 async def test_float16_scores_stay_close_to_float32():
@@ -180,10 +184,13 @@ async def test_float16_scores_stay_close_to_float32():
                 assert score == pytest.approx(scores[id], abs=2e-3)
     assert np.mean(recalls) >= 0.95
     # The exact path over float16 storage (chunked conversion) agrees too.
-    exact_half = index_of(precision="float16", ann_min_rows=10**9)
-    await exact_half.upsert(records(vectors))
+    exact_half, exact_full = index_of(precision="float16", ann_min_rows=10**9), index_of(ann_min_rows=10**9)
+    for index in (exact_half, exact_full):
+        await index.upsert(records(vectors))
     query = clustered(1, seed=16)[0]
-    assert [id for id, _ in await top(exact_half, query)][:5] == [id for id, _ in await top(full, query)][:5]
+    assert [id for id, _ in await top(exact_half, query)][:5] == [
+        id for id, _ in await top(exact_full, query)
+    ][:5]
 
 
 async def test_bad_options_are_refused():
@@ -254,3 +261,15 @@ def test_the_installed_usearch_and_onnxruntime_load_in_either_order() -> None:
     for modules in ("usearch.index, onnxruntime", "onnxruntime, usearch.index"):
         result = subprocess.run([sys.executable, "-c", f"import {modules}"], capture_output=True)
         assert result.returncode == 0, (modules, result.returncode, result.stderr[-500:])
+
+
+async def test_reported_index_size_follows_writes_to_the_graph():
+    index = index_of()
+    await index.upsert(records(clustered(500)))
+    first = (await index.info()).index_size
+    assert (await index.info()).index_size == first  # unchanged without writes
+    await index.upsert(records(clustered(500, seed=5), start=500))
+    grown = (await index.info()).index_size
+    assert grown > first
+    await index.delete([f"r{i}" for i in range(900)])
+    assert (await index.info()).index_size < grown
