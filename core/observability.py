@@ -27,9 +27,9 @@ def request_id_of(scope: Scope) -> str:
     request_id = state.get("request_id")
     if request_id is None:
         sent = next((value for name, value in scope.get("headers", ()) if name == b"x-request-id"), b"")
-        request_id = (
-            sent.decode("latin-1") if _CLIENT_REQUEST_ID.match(sent.decode("latin-1")) else uuid.uuid4().hex
-        )
+        request_id = sent.decode("latin-1")
+        if not _CLIENT_REQUEST_ID.match(request_id):
+            request_id = uuid.uuid4().hex
         state["request_id"] = request_id
     return request_id
 
