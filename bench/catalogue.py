@@ -20,9 +20,12 @@ import re
 import sys
 import time
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import msgspec
 import numpy as np
 
 from core.database import bind_tables, build_engine, close_database, open_database
@@ -51,6 +54,38 @@ def _variant(template: DemoVideo, number: int, vocabulary: list[str], rng: rando
     }
 
 
+async def inserted_videos(
+    count: int, owner_ids: list[Any], rng: random.Random
+) -> AsyncIterator[tuple[list[dict], list[int]]]:
+    """Insert `count` variations of the demo videos (tables bound already), a chunk at a time,
+    yielding each chunk's rows and which demo video each row varies."""
+    catalogue = load_demo_catalogue()
+    vocabulary = sorted(
+        {word for item in catalogue for word in re.findall(r"[a-z]{5,}", item.description.lower())}
+    )
+    now = datetime.now(UTC)
+    for start in range(0, count, CHUNK):
+        rows, templates = [], []
+        for number in range(start, min(count, start + CHUNK)):
+            template = rng.randrange(len(catalogue))
+            moment = now - timedelta(seconds=30 * (count - number))
+            rows.append(
+                _variant(catalogue[template], number, vocabulary, rng)
+                | {
+                    "id": uuid.uuid4(),
+                    "owner": owner_ids[number % len(owner_ids)],
+                    "url": f"https://media.clipdex.example/bench/{number}.mp4",
+                    "has_transcript": catalogue[template].transcript is not None,
+                    "created_at": moment,
+                    "updated_at": moment,
+                }
+            )
+            templates.append(template)
+        await Video.insert(*[Video(**row) for row in rows])
+        await VideoTag.insert(*[VideoTag(video=row["id"], tag=tag) for row in rows for tag in row["tags"]])
+        yield rows, templates
+
+
 async def build(videos: int, seed: int = 7) -> list[str]:
     """Fill the configured database and index; returns the public video ids, shuffled."""
     settings = load_settings()
@@ -60,16 +95,9 @@ async def build(videos: int, seed: int = 7) -> list[str]:
     rng = random.Random(seed)
     noise = np.random.default_rng(seed)
     catalogue = load_demo_catalogue()
-    vocabulary = sorted(
-        {word for item in catalogue for word in re.findall(r"[a-z]{5,}", item.description.lower())}
-    )
 
     started = time.perf_counter()
-    template_rows = [
-        {**_variant(item, 0, vocabulary, rng), "title": item.title, "description": item.description}
-        for item in catalogue
-    ]
-    centres = installed_embedder().embed([indexed_text(row) for row in template_rows])
+    centres = installed_embedder().embed([indexed_text(msgspec.structs.asdict(item)) for item in catalogue])
     print(f"embedded {len(catalogue)} demo videos in {time.perf_counter() - started:.1f} s", file=sys.stderr)
 
     owners = [
@@ -89,27 +117,10 @@ async def build(videos: int, seed: int = 7) -> list[str]:
         dimension=DIMENSION, similarity="COSINE", index_type="HYBRID", path=Path(settings.vector_index_path)
     )
     await index.open()
-    now = datetime.now(UTC)
     public: list[str] = []
+    done = 0
     started = time.perf_counter()
-    for start in range(0, videos, CHUNK):
-        rows, templates = [], []
-        for number in range(start, min(videos, start + CHUNK)):
-            template = rng.randrange(len(catalogue))
-            row = _variant(catalogue[template], number, vocabulary, rng)
-            moment = now - timedelta(seconds=30 * (videos - number))
-            row |= {
-                "id": uuid.uuid4(),
-                "owner": owner_ids[number % len(owner_ids)],
-                "url": f"https://media.clipdex.example/bench/{number}.mp4",
-                "has_transcript": row["transcript"] is not None,
-                "created_at": moment,
-                "updated_at": moment,
-            }
-            rows.append(row)
-            templates.append(template)
-        await Video.insert(*[Video(**row) for row in rows])
-        await VideoTag.insert(*[VideoTag(video=row["id"], tag=tag) for row in rows for tag in row["tags"]])
+    async for rows, templates in inserted_videos(videos, owner_ids, rng):
         dense = centres[templates] + noise.normal(0, _NOISE, (len(rows), DIMENSION)).astype(np.float32)
         dense /= np.linalg.norm(dense, axis=1, keepdims=True)
         # Upsert through the port: the engine derives the BM25 side from `data`, as for real videos.
@@ -122,7 +133,8 @@ async def build(videos: int, seed: int = 7) -> list[str]:
             ]
         )
         public += [str(row["id"]) for row in rows if row["visibility"] == "public"]
-        print(f"\r{start + len(rows)} videos", end="", file=sys.stderr)
+        done += len(rows)
+        print(f"\r{done} videos", end="", file=sys.stderr)
     await index.close()
     await close_database(engine)
     print(f"\nbuilt {videos} videos in {time.perf_counter() - started:.1f} s", file=sys.stderr)

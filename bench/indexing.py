@@ -8,11 +8,12 @@ in-memory EmbeddedVectorIndex with the installed embedder: a from-scratch rebuil
 embedded. The embedder is timed apart, so the figure also says how much of the time is the model and
 at how many word pieces per second it ran.
 
-outbox: the app under uvicorn (one worker, a subprocess) on its own temporary SQLite database and
-on-disk index, with the default OUTBOX_POLL_SECONDS of 1 s. A registered user POSTs videos at a
-steady rate for a while per rate; /ready is sampled every 0.25 s for the age of the oldest pending
-change (`oldest_age_seconds`) and the number pending. After each stream it waits for the relay to
-drain. "keeps_up" means the lag did not grow over the stream and drained within a few seconds.
+outbox: the app under the production server command (bench/serving.py: uvicorn, one worker) with
+APP_ENV=test, on its own temporary SQLite database and on-disk index, OUTBOX_POLL_SECONDS 1 s. A
+registered user POSTs videos at a steady rate for a while per rate; /ready is sampled every 0.25 s
+for the age of the oldest pending change (`oldest_age_seconds`) and the number pending. After each
+stream it waits for the relay to drain. "keeps_up" means the lag did not grow over the stream and
+drained within a few seconds.
 
 One JSON object per figure group on stdout, human lines on stderr.
 
@@ -28,22 +29,20 @@ import asyncio
 import json
 import os
 import random
-import re
 import resource
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 # Run as a script, bench/ is first on the path; the project's packages live one level up.
 sys.path[0] = str(ROOT)
+
+from bench.serving import bench_environment, migrate, serving  # noqa: E402 - after the path fix
 
 
 def log(message: str) -> None:
@@ -56,25 +55,6 @@ def emit(figures: dict[str, Any]) -> None:
 
 def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def bench_environ(database_url: str, **overrides: object) -> dict[str, str]:
-    environ = {**os.environ, "APP_ENV": "test", "DATABASE_URL": database_url}
-    environ.update({key.upper(): str(value) for key, value in overrides.items()})
-    return environ
-
-
-def migrate(database_url: str) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "piccolo.main", "migrations", "forwards", "all"],
-        cwd=ROOT,
-        env=bench_environ(database_url),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    if result.returncode != 0:
-        raise SystemExit(f"migrations failed:\n{result.stdout}{result.stderr}")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -107,15 +87,9 @@ class TimedEmbed:
 
 
 async def insert_videos(count: int, seed: int = 7) -> None:
-    from bench.catalogue import _variant
+    from bench.catalogue import inserted_videos
     from features.users.users import User
-    from features.videos.videos import Video, VideoTag, load_demo_catalogue
 
-    rng = random.Random(seed)
-    catalogue = load_demo_catalogue()
-    vocabulary = sorted(
-        {word for item in catalogue for word in re.findall(r"[a-z]{5,}", item.description.lower())}
-    )
     owner = User(
         email="owner@bench.clipdex.example",
         username="bench_owner",
@@ -124,25 +98,8 @@ async def insert_videos(count: int, seed: int = 7) -> None:
     )
     await User.insert(owner)
     owner_id = (await User.select(User.id).where(User.username_key == "bench_owner").first())["id"]
-    now = datetime.now(UTC)
-    for start in range(0, count, 1000):
-        rows = []
-        for number in range(start, min(count, start + 1000)):
-            row = _variant(catalogue[number % len(catalogue)], number, vocabulary, rng)
-            moment = now - timedelta(seconds=30 * (count - number))
-            rows.append(
-                row
-                | {
-                    "id": uuid.uuid4(),
-                    "owner": owner_id,
-                    "url": f"https://media.clipdex.example/bench/{number}.mp4",
-                    "has_transcript": row["transcript"] is not None,
-                    "created_at": moment,
-                    "updated_at": moment,
-                }
-            )
-        await Video.insert(*[Video(**row) for row in rows])
-        await VideoTag.insert(*[VideoTag(video=row["id"], tag=tag) for row in rows for tag in row["tags"]])
+    async for _ in inserted_videos(count, [owner_id], random.Random(seed)):
+        pass
 
 
 async def reindex_bench(args: argparse.Namespace) -> None:
@@ -155,9 +112,9 @@ async def reindex_bench(args: argparse.Namespace) -> None:
     from piccolo_conf import APP_REGISTRY
 
     with tempfile.TemporaryDirectory(prefix="clipdex-bench-") as tmp:
-        url = f"sqlite:///{tmp}/clipdex.sqlite3"
-        migrate(url)
-        settings = load_settings(bench_environ(url), env_dir=ROOT)
+        environ = bench_environment(Path(tmp), APP_ENV="test")
+        migrate(environ)
+        settings = load_settings(environ, env_dir=ROOT)
         engine = build_engine(settings)
         bind_tables(
             engine, [table for config in APP_REGISTRY.app_configs.values() for table in config.table_classes]
@@ -206,26 +163,6 @@ async def reindex_bench(args: argparse.Namespace) -> None:
 
 
 # ---------------------------------------------------------------- outbox lag
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-async def wait_until_ready(http: Any, process: subprocess.Popen, within: float = 120.0) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"the app exited with {process.returncode}")
-        try:
-            if (await http.get("/ready")).status_code == 200:
-                return
-        except Exception:
-            pass
-        await asyncio.sleep(0.25)
-    raise SystemExit("the app did not become ready")
 
 
 async def register(http: Any) -> dict[str, str]:
@@ -326,34 +263,10 @@ async def outbox_bench(args: argparse.Namespace) -> None:
     import httpx
 
     with tempfile.TemporaryDirectory(prefix="clipdex-bench-") as tmp:
-        url = f"sqlite:///{tmp}/clipdex.sqlite3"
-        migrate(url)
-        port = free_port()
-        environ = bench_environ(
-            url, vector_index_path=f"{tmp}/vector-index", outbox_poll_seconds=args.poll_seconds
-        )
-        process = subprocess.Popen(  # noqa: ASYNC220 - returns at once; the app runs on its own
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "app:create_app",
-                "--factory",
-                "--workers",
-                "1",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--log-level",
-                "warning",
-            ],
-            cwd=ROOT,
-            env=environ,
-        )
-        try:
-            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
-                await wait_until_ready(http, process)
+        environ = bench_environment(Path(tmp), APP_ENV="test", OUTBOX_POLL_SECONDS=str(args.poll_seconds))
+        migrate(environ)
+        with serving("app:create_app", environ, Path(tmp) / "server.log", "/ready") as server:
+            async with httpx.AsyncClient(base_url=server.url, timeout=60) as http:
                 headers = await register(http)
                 for rate in args.rates:
                     figures = await stream(http, headers, rate, args.seconds, drain_within=args.drain_within)
@@ -370,12 +283,6 @@ async def outbox_bench(args: argparse.Namespace) -> None:
                         # Let it finish before the next rate, so each rate starts from an empty outbox.
                         while (await index_lag(http))[0]:  # noqa: ASYNC110 - polls the server
                             await asyncio.sleep(1)
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
 
 
 def main() -> None:
