@@ -137,7 +137,10 @@ def bench_users(app: str) -> list[str]:
     return tokens
 
 
-def summarise(runs: list[dict], rounds: int) -> list[dict]:
+def summarise(runs: list[dict]) -> list[dict]:
+    ceilings = {
+        run["round"]: run["rps"] for run in runs if run["scenario"] == "bare" and run["mode"] == "throughput"
+    }
     summary = []
     for scenario, title in SCENARIOS.items():
         row: dict = {"scenario": scenario, "endpoint": title}
@@ -152,11 +155,6 @@ def summarise(runs: list[dict], rounds: int) -> list[dict]:
                 and scenario in ("detail_miss", "like", "search_cold")
                 for run in mine
             )
-        ceilings = {
-            run["round"]: run["rps"]
-            for run in runs
-            if run["scenario"] == "bare" and run["mode"] == "throughput"
-        }
         row["share_of_ceiling"] = statistics.median(
             run["rps"] / ceilings[run["round"]]
             for run in runs
@@ -234,7 +232,7 @@ def main() -> None:
                         file=sys.stderr,
                     )
         rss_after = app.rss_mb()
-    summary = summarise(runs, rounds)
+    summary = summarise(runs)
     figures = {
         "videos": videos,
         "rounds": rounds,
