@@ -52,6 +52,11 @@ class Workload:
         # A query plus one more word is a query nobody asked before: a cold search cache, every time.
         self.cold_queries = [f"{query} {word}" for word in words for query in queries]
         self.cold_chunk = len(self.cold_queries) // runs
+        # Queries asked once before the run (their vectors remembered), then with page sizes never
+        # asked: the search cache misses as after a like or a view count cleared it.
+        self.known_queries = queries[20:]
+        self.known_pages = [(query, limit) for limit in range(1, 50) for query in self.known_queries]
+        self.known_chunk = len(self.known_pages) // runs
 
     def lines(self, scenario: str, run: int) -> list[str]:
         if scenario == "bare":
@@ -73,6 +78,9 @@ class Workload:
         if scenario == "search_cold":
             chunk = self.cold_queries[run * self.cold_chunk : (run + 1) * self.cold_chunk]
             return [f"GET /api/v1/search?q={quote(query)}" for query in chunk]
+        if scenario == "search_known":
+            pages = self.known_pages[run * self.known_chunk : (run + 1) * self.known_chunk]
+            return [f"GET /api/v1/search?q={quote(query)}&limit={limit}" for query, limit in pages]
         raise ValueError(scenario)
 
 
@@ -85,6 +93,7 @@ SCENARIOS = {
     "views": "POST /api/v1/videos/{id}/views",
     "search_warm": "GET /api/v1/search (hybrid), warm search cache",
     "search_cold": "GET /api/v1/search (hybrid), cold search cache",
+    "search_known": "GET /api/v1/search (hybrid), cold search cache, query asked before",
 }
 
 
@@ -111,11 +120,15 @@ def wrk(url: str, lines: list[str], connections: int, seconds: int, workdir: Pat
 
 
 def prepare(app: str, workload: Workload, scenario: str) -> None:
-    """Fill the caches a warm scenario relies on, right before it runs (search entries live 30 s)."""
+    """Fill the caches a warm scenario relies on, right before it runs (search entries live 30 s);
+    for search_known, the remembered query vectors."""
     warmers: dict[str, Callable[[], list[str]]] = {
         "detail_hit": lambda: [f"/api/v1/videos/{id}" for id in workload.hit_ids],
         "list_first_page": lambda: ["/api/v1/videos"],
         "search_warm": lambda: [f"/api/v1/search?q={quote(query)}" for query in workload.warm_queries],
+        "search_known": lambda: [
+            f"/api/v1/search?q={quote(query)}&limit=50" for query in workload.known_queries
+        ],
     }
     if scenario in warmers:
         with httpx.Client(base_url=app, timeout=30) as client:
@@ -152,7 +165,7 @@ def summarise(runs: list[dict]) -> list[dict]:
             row[mode]["errors"] = sum(run["non_2xx_3xx"] + run["socket_errors"] for run in mine)
             row[mode]["wrapped"] = any(
                 run["requests"] > run["unique_requests"] > 1
-                and scenario in ("detail_miss", "like", "search_cold")
+                and scenario in ("detail_miss", "like", "search_cold", "search_known")
                 for run in mine
             )
         row["share_of_ceiling"] = statistics.median(

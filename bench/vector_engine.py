@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ctypes
 import dataclasses
+import gc
 import json
 import resource
 import subprocess
@@ -31,7 +33,7 @@ import numpy as np
 # Run as a script, bench/ is first on the path; the project's packages live one level up.
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-from core.vectors import EmbeddedVectorIndex, VectorRecord  # noqa: E402 - after the path fix
+from core.vectors import DEFAULT_NAMESPACE, EmbeddedVectorIndex, VectorRecord  # noqa: E402 - after the path fix
 from core.vectors.ann import AnnSettings  # noqa: E402
 
 DIMENSION = 384
@@ -68,6 +70,17 @@ def memory_mb() -> dict[str, float]:
         if name in ("VmRSS", "VmHWM"):
             fields[name] = int(value.split()[0]) / 1024
     return fields
+
+
+def reset_peak() -> None:
+    """Start VmHWM again from the current RSS (Linux), so the next phase's peak is its own."""
+    Path("/proc/self/clear_refs").write_text("5")
+
+
+def graph_of(index: EmbeddedVectorIndex) -> Any:
+    """The default namespace's usearch graph (the bench reaches in to retune its search in place)."""
+    ann = index._memory.namespaces[DEFAULT_NAMESPACE].ann
+    return ann.index if ann is not None else None
 
 
 def exact_top(count: int, queries: np.ndarray, centres: np.ndarray, filtered: bool) -> np.ndarray:
@@ -124,7 +137,9 @@ async def recall(index: EmbeddedVectorIndex, queries: np.ndarray, exact: np.ndar
     return round(found / (10 * len(queries)), 4)
 
 
-async def measure(count: int, precision: str, ann_min_rows: int, ann: AnnSettings) -> dict[str, Any]:
+async def measure(
+    count: int, precision: str, ann_min_rows: int, ann: AnnSettings, sweep: list[int]
+) -> dict[str, Any]:
     centres = _centres()
     queries = clustered(QUERIES, SEED, centres)
     query_lists = [query.tolist() for query in queries]
@@ -143,6 +158,7 @@ async def measure(count: int, precision: str, ann_min_rows: int, ann: AnnSetting
     with tempfile.TemporaryDirectory() as directory:
         index = make()
         await index.open()
+        reset_peak()
         build = 0.0
         for start, data in chunks(count, centres):
             for offset in range(0, len(data), BATCH):
@@ -159,25 +175,44 @@ async def measure(count: int, precision: str, ann_min_rows: int, ann: AnnSetting
                 await index.upsert(records)
                 build += time.perf_counter() - began
             del data
-        after_build = memory_mb()["VmRSS"]
+        after_build, build_peak = memory_mb()["VmRSS"], memory_mb()["VmHWM"]
         plain = await timed(index, query_lists, "")
         filtered = await timed(index, query_lists, FILTER)
         exact_plain = exact_top(count, queries[:RECALL_QUERIES], centres, filtered=False)
         exact_filtered = exact_top(count, queries[:RECALL_QUERIES], centres, filtered=True)
         recall_plain = await recall(index, queries[:RECALL_QUERIES], exact_plain, "")
         recall_filtered = await recall(index, queries[:RECALL_QUERIES], exact_filtered, FILTER)
+        swept = []
+        if (graph := graph_of(index)) is not None:
+            for expansion in sweep:
+                graph.expansion_search = expansion
+                timings = await timed(index, query_lists, "")
+                found = await recall(index, queries[:RECALL_QUERIES], exact_plain, "")
+                swept.append(
+                    {"expansion_search": expansion, "p50_ms": percentiles(timings)[0], "recall": found}
+                )
+            graph.expansion_search = ann.expansion_search
+        before_save = memory_mb()["VmRSS"]
+        reset_peak()
         began = time.perf_counter()
         await index.close()
         save = time.perf_counter() - began
+        save_peak = memory_mb()["VmHWM"]
         del index
+        # Hand the closed index's freed heap back to the system, so the load's peak is close to what a
+        # fresh process opening this snapshot needs.
+        gc.collect()
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
         reopened = make()
+        reset_peak()
+        before_load = memory_mb()["VmRSS"]
         began = time.perf_counter()
         await reopened.open()
         load = time.perf_counter() - began
+        load_peak = memory_mb()["VmHWM"]
         after_load = await timed(reopened, query_lists, "")
         recall_after_load = await recall(reopened, queries[:RECALL_QUERIES], exact_plain, "")
         await reopened.close()
-    peak = memory_mb()["VmHWM"]
     return {
         "vectors": count,
         "precision": precision,
@@ -194,8 +229,15 @@ async def measure(count: int, precision: str, ann_min_rows: int, ann: AnnSetting
         "rss_base_mb": round(base),
         "rss_after_build_mb": round(after_build),
         "index_rss_mb": round(after_build - base),
-        "peak_rss_mb": round(peak),
+        # Peaks of each phase: the build (the bench's batches of input included), the save (close),
+        # the load (what the process held before reopening, the old index's freed heap included).
+        "peak_build_rss_mb": round(build_peak),
+        "peak_save_rss_mb": round(save_peak),
+        "save_extra_mb": round(save_peak - before_save),
+        "peak_load_rss_mb": round(load_peak),
+        "load_extra_mb": round(load_peak - before_load),
         "ru_maxrss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "expansion_search_sweep": swept,
         "save_s": round(save, 2),
         "load_s": round(load, 2),
         "query_p50_after_load_ms": percentiles(after_load)[0],
@@ -209,9 +251,14 @@ def human(result: dict[str, Any]) -> str:
         f"query p50 {result['query_p50_ms']:.2f} p99 {result['query_p99_ms']:.2f} ms, "
         f"filtered (1%) p50 {result['filtered_p50_ms']:.2f} p99 {result['filtered_p99_ms']:.2f} ms, "
         f"recall@10 {result['recall_at_10']:.3f} / filtered {result['filtered_recall_at_10']:.3f}, "
-        f"RSS index {result['index_rss_mb']} MB (peak {result['peak_rss_mb']} MB), "
+        f"RSS index {result['index_rss_mb']} MB (process peaks: build {result['peak_build_rss_mb']}, "
+        f"save {result['peak_save_rss_mb']}, load {result['peak_load_rss_mb']} MB), "
         f"save {result['save_s']:.2f} s, load {result['load_s']:.2f} s, "
         f"p50 after load {result['query_p50_after_load_ms']:.2f} ms"
+        + "".join(
+            f"; expansion_search {row['expansion_search']}: p50 {row['p50_ms']:.2f} ms, recall {row['recall']:.3f}"
+            for row in result["expansion_search_sweep"]
+        )
     )
 
 
@@ -222,6 +269,11 @@ def main() -> None:
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--precision", choices=["float32", "float16"], help="default: float16 from 1M on")
     parser.add_argument("--ann-min-rows", type=int, default=20_000)
+    parser.add_argument(
+        "--sweep-expansion-search",
+        default="",
+        help="comma-separated expansion_search values also measured on the built graph (p50, recall)",
+    )
     defaults = AnnSettings()
     for name in ("connectivity", "expansion_add", "expansion_search", "oversample"):
         parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(defaults, name))
@@ -236,7 +288,8 @@ def main() -> None:
     if args.child:
         (size,) = sizes
         precision = args.precision or ("float16" if size >= 1_000_000 else "float32")
-        result = asyncio.run(measure(size, precision, args.ann_min_rows, ann))
+        sweep = [int(value) for value in args.sweep_expansion_search.split(",") if value]
+        result = asyncio.run(measure(size, precision, args.ann_min_rows, ann, sweep))
         print(json.dumps(result), flush=True)
         print(human(result), file=sys.stderr, flush=True)
         return
@@ -248,6 +301,8 @@ def main() -> None:
     ]
     if args.precision:
         passed.append(f"--precision={args.precision}")
+    if args.sweep_expansion_search:
+        passed.append(f"--sweep-expansion-search={args.sweep_expansion_search}")
     for size in sizes:
         # A fresh process per size: its peak memory is that size's alone.
         subprocess.run([sys.executable, __file__, "--child", str(size), *passed], check=True)

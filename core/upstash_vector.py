@@ -44,13 +44,13 @@ from core.vectors import (
     bm25_document_vector,
     bm25_query_vector,
 )
+from core.vectors.encoding import Embed, QueryVectors
 
 if TYPE_CHECKING:
     from core.settings import Settings
 
 T = TypeVar("T")
 EmbeddingMode = Literal["local", "upstash"]
-Embed = Callable[[list[str]], np.ndarray]
 
 # Upstash refuses sparse vectors with more non-zero dimensions than this.
 MAX_SPARSE_DIMENSIONS = 1000
@@ -108,6 +108,7 @@ class UpstashVectorIndex(VectorIndex):
         self.url = url.rstrip("/")
         self.embedding: EmbeddingMode = embedding
         self._embed = embed
+        self._queries = QueryVectors(self._embedded)
         self._index_type = index_type
         self._expected: tuple[int, str, str | None] | None = None
         self._timeout = timeout_seconds
@@ -308,14 +309,23 @@ class UpstashVectorIndex(VectorIndex):
             items.append(_to_sdk(record, vector=vector, sparse_vector=sparse, as_vector=True))
         return items
 
-    async def _embed_texts(self, texts: list[str]) -> list[list[float]]:
+    def _embedded(self, texts: list[str]) -> np.ndarray:
         if self._embed is None:
             raise VectorIndexError("this index has no embedding model: give dense vectors, not text")
-        embed = self._embed
-        vectors = await asyncio.to_thread(lambda: np.asarray(embed(texts), dtype=np.float32))
+        vectors = np.asarray(self._embed(texts), dtype=np.float32)
         if vectors.ndim != 2 or len(vectors) != len(texts) or not np.isfinite(vectors).all():
             raise VectorIndexError(f"the embedding model returned {vectors.shape} for {len(texts)} texts")
-        return vectors.tolist()
+        return vectors
+
+    async def _embed_texts(self, texts: list[str]) -> list[list[float]]:
+        return (await asyncio.to_thread(self._embedded, texts)).tolist()
+
+    async def _query_vector(self, text: str) -> list[float]:
+        """A query text's vector; a remembered one without a trip to a worker thread."""
+        vector = self._queries.remembered(text)
+        if vector is None:
+            vector = await asyncio.to_thread(self._queries, text)
+        return vector.tolist()
 
     async def update(
         self,
@@ -453,7 +463,7 @@ class UpstashVectorIndex(VectorIndex):
                 if uses_sparse:  # a text query is IDF-weighted, as in the embedded engine
                     options["weighting_strategy"] = sdk.WeightingStrategy.IDF
                 return await self._query(options)
-            vector = (await self._embed_texts([data]))[0] if uses_dense else None
+            vector = await self._query_vector(data) if uses_dense else None
             sparse_vector = _bm25_query(data) if uses_sparse else None
             if sparse_vector is not None and not sparse_vector.indices:
                 # Only stopwords: no word to match. Upstash may refuse an empty sparse query.

@@ -8,6 +8,8 @@ engine runs it outside its lock.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -20,6 +22,46 @@ from core.vectors.storage import IndexConfig, StoredRow
 
 Embed = Callable[[list[str]], np.ndarray]
 
+# Query texts whose vectors are remembered: 4,096 x 384 float32 is ~6 MB.
+QUERY_MEMO_SIZE = 4096
+
+
+class QueryVectors:
+    """The dense vectors of recent query texts, remembered (least recently used goes first).
+
+    A query's vector depends on its text alone, never on the catalogue, so a remembered one is never
+    stale; a search whose result cache was cleared by a write (a like, a view count) then skips the
+    model, most of a hybrid search's time. The vectors handed out are read-only. Thread-safe.
+    """
+
+    def __init__(self, embed: Embed, size: int = QUERY_MEMO_SIZE) -> None:
+        self._embed = embed
+        self._size = size
+        self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._vectors)
+
+    def remembered(self, text: str) -> np.ndarray | None:
+        with self._lock:
+            vector = self._vectors.get(text)
+            if vector is not None:
+                self._vectors.move_to_end(text)
+            return vector
+
+    def __call__(self, text: str) -> np.ndarray:
+        vector = self.remembered(text)
+        if vector is None:
+            # Embedded outside the lock: two threads missing on one text both compute it, and agree.
+            vector = np.array(self._embed([text])[0], dtype=np.float32)
+            vector.flags.writeable = False
+            with self._lock:
+                self._vectors[text] = vector
+                if len(self._vectors) > self._size:
+                    self._vectors.popitem(last=False)
+        return vector
+
 
 class Encoder:
     def __init__(self, config: IndexConfig, embed: Embed | None) -> None:
@@ -27,6 +69,7 @@ class Encoder:
         self.dense = config.index_type != "SPARSE"
         self.sparse = config.index_type != "DENSE"
         self._embed = embed
+        self.queries = QueryVectors(self.embed)
 
     def embed(self, texts: list[str]) -> np.ndarray:
         if self._embed is None:
@@ -99,7 +142,7 @@ class Encoder:
                 raise VectorIndexError("query by data or by vectors, not both")
             if not inputs.text(data, "data").strip():
                 raise VectorIndexError("the query text is empty")
-            dense = self.embed([data])[0] if self.dense and mode != "SPARSE" else None
+            dense = self.queries(data) if self.dense and mode != "SPARSE" else None
             return dense, None, data if self.sparse and mode != "DENSE" else None
         if vector is None and sparse_vector is None:
             raise VectorIndexError("query needs a vector, a sparse_vector or data")

@@ -418,6 +418,30 @@ async def test_hybrid_text_queries_by_mode_equal_the_queries_by_vectors(make_ind
     assert {(hit.id, hit.data) for hit in filtered} == {("v2", DOCUMENTS[1][1]), ("v4", DOCUMENTS[3][1])}
 
 
+async def test_a_repeated_text_query_asks_the_model_once(make_index: MakeIndex):
+    embedded: list[str] = []
+
+    def counting_embed(texts: list[str]) -> np.ndarray:
+        embedded.extend(texts)
+        return fake_embed(texts)
+
+    index = await make_index("HYBRID", embed=counting_embed)
+    await index.upsert_data(DOCUMENTS)
+    embedded.clear()
+
+    first = await index.query(data="coffee brewing", top_k=4, query_mode="DENSE")
+    await index.upsert_data([("v9", "coffee brewing at dawn", {"lang": "en"})])
+    again = await index.query(data="coffee brewing", top_k=5, query_mode="DENSE")
+    other = await index.query(data="green tea", top_k=4, query_mode="DENSE")
+
+    # The document was embedded; each distinct query text once, though the catalogue changed between.
+    assert embedded == ["coffee brewing", "coffee brewing at dawn", "green tea"]
+    dense = fake_embed(["coffee brewing"])[0].tolist()
+    assert again == await index.query(vector=dense, top_k=5)  # the new document is found
+    assert "v9" in {hit.id for hit in again} - {hit.id for hit in first}
+    assert other == await index.query(vector=fake_embed(["green tea"])[0].tolist(), top_k=4)
+
+
 async def test_hybrid_fusion_by_rrf_and_dbsf(make_index: MakeIndex):
     index = await make_index("HYBRID")
     rows = vectors(3)

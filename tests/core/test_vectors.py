@@ -19,6 +19,7 @@ from core.vectors import (
     bm25_document_vector,
     tokenize,
 )
+from core.vectors.encoding import QueryVectors
 
 DIMENSION = 384
 
@@ -566,3 +567,27 @@ async def test_concurrent_reads_and_writes_keep_the_event_loop_free():
 
     await asyncio.gather(writer(), *(reader(seed) for seed in range(4)))
     assert (await index.info()).vector_count == 2000
+
+
+def test_query_vectors_remember_recent_texts_read_only_and_forget_the_oldest():
+    asked: list[str] = []
+
+    def embed(texts: list[str]) -> np.ndarray:
+        asked.extend(texts)
+        return fake_embed(texts)
+
+    queries = QueryVectors(embed, size=2)
+    first = queries("red apples")
+    assert queries("red apples") is first
+    queries("green pears")
+    queries("red apples")  # now the most recent of the two
+    queries("blue plums")  # forgets green pears, the least recently used
+
+    assert asked == ["red apples", "green pears", "blue plums"]
+    assert len(queries) == 2
+    assert queries.remembered("green pears") is None
+    assert np.array_equal(first, fake_embed(["red apples"])[0])
+    with pytest.raises(ValueError, match="read-only"):
+        first[0] = 1.0
+    queries("green pears")
+    assert asked[-1] == "green pears"
