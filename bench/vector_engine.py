@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ctypes
 import dataclasses
-import gc
 import json
 import resource
 import subprocess
@@ -77,10 +75,16 @@ def reset_peak() -> None:
     Path("/proc/self/clear_refs").write_text("5")
 
 
-def graph_of(index: EmbeddedVectorIndex) -> Any:
-    """The default namespace's usearch graph (the bench reaches in to retune its search in place)."""
-    ann = index._memory.namespaces[DEFAULT_NAMESPACE].ann
-    return ann.index if ann is not None else None
+def retune(index: EmbeddedVectorIndex, expansion_search: int, oversample: int) -> bool:
+    """Search the built graph with other settings (the bench reaches in; the engine takes them at
+    construction). False when the namespace has no graph."""
+    namespace = index._memory.namespaces[DEFAULT_NAMESPACE]
+    if namespace.ann is None:
+        return False
+    namespace.ann.index.expansion_search = expansion_search
+    ann = dataclasses.replace(namespace.options.ann, expansion_search=expansion_search, oversample=oversample)
+    namespace.options = dataclasses.replace(namespace.options, ann=ann)
+    return True
 
 
 def exact_top(count: int, queries: np.ndarray, centres: np.ndarray, filtered: bool) -> np.ndarray:
@@ -138,7 +142,12 @@ async def recall(index: EmbeddedVectorIndex, queries: np.ndarray, exact: np.ndar
 
 
 async def measure(
-    count: int, precision: str, ann_min_rows: int, ann: AnnSettings, sweep: list[int]
+    count: int,
+    precision: str,
+    ann_min_rows: int,
+    ann: AnnSettings,
+    sweep: list[tuple[int, int]],
+    options: list[str],
 ) -> dict[str, Any]:
     centres = _centres()
     queries = clustered(QUERIES, SEED, centres)
@@ -183,15 +192,19 @@ async def measure(
         recall_plain = await recall(index, queries[:RECALL_QUERIES], exact_plain, "")
         recall_filtered = await recall(index, queries[:RECALL_QUERIES], exact_filtered, FILTER)
         swept = []
-        if (graph := graph_of(index)) is not None:
-            for expansion in sweep:
-                graph.expansion_search = expansion
+        for expansion, oversample in sweep:
+            if retune(index, expansion, oversample):
                 timings = await timed(index, query_lists, "")
                 found = await recall(index, queries[:RECALL_QUERIES], exact_plain, "")
                 swept.append(
-                    {"expansion_search": expansion, "p50_ms": percentiles(timings)[0], "recall": found}
+                    {
+                        "expansion_search": expansion,
+                        "oversample": oversample,
+                        "p50_ms": percentiles(timings)[0],
+                        "recall": found,
+                    }
                 )
-            graph.expansion_search = ann.expansion_search
+        retune(index, ann.expansion_search, ann.oversample)
         before_save = memory_mb()["VmRSS"]
         reset_peak()
         began = time.perf_counter()
@@ -199,17 +212,18 @@ async def measure(
         save = time.perf_counter() - began
         save_peak = memory_mb()["VmHWM"]
         del index
-        # Hand the closed index's freed heap back to the system, so the load's peak is close to what a
-        # fresh process opening this snapshot needs.
-        gc.collect()
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
+        # Opened in a fresh process, as a server starting on this snapshot does: its peak is the load's
+        # own, not mixed with the heap this process kept from the build.
+        loaded = json.loads(
+            subprocess.run(  # noqa: ASYNC221 - the bench waits for it: nothing else runs meanwhile
+                [sys.executable, __file__, "--load", directory, f"--precision={precision}", *options],
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout
+        )
         reopened = make()
-        reset_peak()
-        before_load = memory_mb()["VmRSS"]
-        began = time.perf_counter()
         await reopened.open()
-        load = time.perf_counter() - began
-        load_peak = memory_mb()["VmHWM"]
         after_load = await timed(reopened, query_lists, "")
         recall_after_load = await recall(reopened, queries[:RECALL_QUERIES], exact_plain, "")
         await reopened.close()
@@ -230,19 +244,36 @@ async def measure(
         "rss_after_build_mb": round(after_build),
         "index_rss_mb": round(after_build - base),
         # Peaks of each phase: the build (the bench's batches of input included), the save (close),
-        # the load (what the process held before reopening, the old index's freed heap included).
+        # and a fresh process opening the snapshot (its interpreter and imports included).
         "peak_build_rss_mb": round(build_peak),
         "peak_save_rss_mb": round(save_peak),
         "save_extra_mb": round(save_peak - before_save),
-        "peak_load_rss_mb": round(load_peak),
-        "load_extra_mb": round(load_peak - before_load),
+        "peak_load_rss_mb": loaded["peak_rss_mb"],
+        "rss_after_load_mb": loaded["rss_mb"],
         "ru_maxrss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-        "expansion_search_sweep": swept,
+        "sweep": swept,
         "save_s": round(save, 2),
-        "load_s": round(load, 2),
+        "load_s": loaded["load_s"],
         "query_p50_after_load_ms": percentiles(after_load)[0],
         "recall_at_10_after_load": recall_after_load,
     }
+
+
+async def load_only(directory: str, precision: str, ann_min_rows: int, ann: AnnSettings) -> dict[str, Any]:
+    index = EmbeddedVectorIndex(
+        dimension=DIMENSION,
+        index_type="DENSE",
+        path=Path(directory),
+        precision=precision,  # type: ignore[arg-type]
+        ann_min_rows=ann_min_rows,
+        ann=ann,
+    )
+    began = time.perf_counter()
+    await index.open()
+    load = time.perf_counter() - began
+    memory = memory_mb()
+    await index.close()
+    return {"load_s": round(load, 2), "peak_rss_mb": round(memory["VmHWM"]), "rss_mb": round(memory["VmRSS"])}
 
 
 def human(result: dict[str, Any]) -> str:
@@ -252,12 +283,14 @@ def human(result: dict[str, Any]) -> str:
         f"filtered (1%) p50 {result['filtered_p50_ms']:.2f} p99 {result['filtered_p99_ms']:.2f} ms, "
         f"recall@10 {result['recall_at_10']:.3f} / filtered {result['filtered_recall_at_10']:.3f}, "
         f"RSS index {result['index_rss_mb']} MB (process peaks: build {result['peak_build_rss_mb']}, "
-        f"save {result['peak_save_rss_mb']}, load {result['peak_load_rss_mb']} MB), "
+        f"save {result['peak_save_rss_mb']}, load in a fresh process {result['peak_load_rss_mb']} MB, "
+        f"then {result['rss_after_load_mb']} MB), "
         f"save {result['save_s']:.2f} s, load {result['load_s']:.2f} s, "
         f"p50 after load {result['query_p50_after_load_ms']:.2f} ms"
         + "".join(
-            f"; expansion_search {row['expansion_search']}: p50 {row['p50_ms']:.2f} ms, recall {row['recall']:.3f}"
-            for row in result["expansion_search_sweep"]
+            f"; expansion_search {row['expansion_search']}, oversample {row['oversample']}: "
+            f"p50 {row['p50_ms']:.2f} ms, recall {row['recall']:.3f}"
+            for row in result["sweep"]
         )
     )
 
@@ -267,12 +300,13 @@ def main() -> None:
     parser.add_argument("sizes", nargs="*", type=int)
     parser.add_argument("--quick", action="store_true", help="10k and 100k only")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--load", help=argparse.SUPPRESS)
     parser.add_argument("--precision", choices=["float32", "float16"], help="default: float16 from 1M on")
     parser.add_argument("--ann-min-rows", type=int, default=20_000)
     parser.add_argument(
-        "--sweep-expansion-search",
+        "--sweep",
         default="",
-        help="comma-separated expansion_search values also measured on the built graph (p50, recall)",
+        help="EXPANSION_SEARCH:OVERSAMPLE pairs, comma-separated, also measured on the built graph",
     )
     defaults = AnnSettings()
     for name in ("connectivity", "expansion_add", "expansion_search", "oversample"):
@@ -285,24 +319,28 @@ def main() -> None:
         oversample=args.oversample,
     )
     sizes = args.sizes or ([10_000, 100_000] if args.quick else [10_000, 100_000, 1_000_000])
-    if args.child:
-        (size,) = sizes
-        precision = args.precision or ("float16" if size >= 1_000_000 else "float32")
-        sweep = [int(value) for value in args.sweep_expansion_search.split(",") if value]
-        result = asyncio.run(measure(size, precision, args.ann_min_rows, ann, sweep))
-        print(json.dumps(result), flush=True)
-        print(human(result), file=sys.stderr, flush=True)
-        return
-    passed = [f"--ann-min-rows={args.ann_min_rows}"]
-    passed += [
+    options = [f"--ann-min-rows={args.ann_min_rows}"]
+    options += [
         f"--{name.replace('_', '-')}={value}"
         for name, value in dataclasses.asdict(ann).items()
         if name != "threads" and hasattr(args, name)
     ]
+    if args.load:
+        print(json.dumps(asyncio.run(load_only(args.load, args.precision, args.ann_min_rows, ann))))
+        return
+    if args.child:
+        (size,) = sizes
+        precision = args.precision or ("float16" if size >= 1_000_000 else "float32")
+        sweep = [tuple(map(int, pair.split(":"))) for pair in args.sweep.split(",") if pair]
+        result = asyncio.run(measure(size, precision, args.ann_min_rows, ann, sweep, options))
+        print(json.dumps(result), flush=True)
+        print(human(result), file=sys.stderr, flush=True)
+        return
+    passed = list(options)
     if args.precision:
         passed.append(f"--precision={args.precision}")
-    if args.sweep_expansion_search:
-        passed.append(f"--sweep-expansion-search={args.sweep_expansion_search}")
+    if args.sweep:
+        passed.append(f"--sweep={args.sweep}")
     for size in sizes:
         # A fresh process per size: its peak memory is that size's alone.
         subprocess.run([sys.executable, __file__, "--child", str(size), *passed], check=True)

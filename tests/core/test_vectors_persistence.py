@@ -91,6 +91,31 @@ async def test_write_close_reopen_gives_the_same_index(tmp_path):
     assert before["counts"] == {"": 290, "emptied": 0, "other": 20}
 
 
+@pytest.mark.parametrize("precision", ["float32", "float16"])
+async def test_writes_after_a_reopen_match_an_index_never_reopened(tmp_path, precision):
+    # A snapshot without free slots hands its vector array to the reopened index as is; writes then
+    # change it in place and grow it.
+    async def more_writes(index: EmbeddedVectorIndex) -> None:
+        await index.upsert(records(150, seed=5, prefix="n"))
+        changed = records(1, seed=9)[0]
+        await index.update("r0005", vector=changed.vector)
+        await index.delete(["r0007"])
+
+    async with hybrid(tmp_path, precision=precision) as index:
+        await index.upsert(records(300))
+    never_reopened = EmbeddedVectorIndex(dimension=DIMENSION, index_type="HYBRID", precision=precision)
+    await never_reopened.upsert(records(300))
+    await more_writes(never_reopened)
+
+    async with hybrid(tmp_path, precision=precision) as reopened:
+        await more_writes(reopened)
+        after = await snapshot_of(reopened)
+        assert after == await snapshot_of(never_reopened)
+    assert after["count"] == 449
+    async with hybrid(tmp_path, precision=precision) as again:
+        assert await snapshot_of(again) == after
+
+
 async def test_a_reopen_without_close_replays_the_journal(tmp_path):
     first = hybrid(tmp_path)
     await first.open()
