@@ -124,6 +124,7 @@ def create_app(
             "video_reads": provide(video_reads),
             "view_counter": provide(view_counter),
             "search_index": provide(vector_index),
+            "catalogue_size": provide(search.CatalogueSize(vector_index)),
             "search_cache": provide(ReadThroughCache(cache)),
             "remove_account": provide(
                 functools.partial(videos.delete_account, engine=engine, reads=video_reads)

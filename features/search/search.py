@@ -14,6 +14,7 @@ import hashlib
 import logging
 import math
 import re
+import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -302,21 +303,44 @@ def fuse_linear(dense: list[QueryResult], sparse: list[QueryResult], documents: 
     ]
 
 
+class CatalogueSize:
+    """How many records the index holds, read again at most every `max_age_seconds`.
+
+    Hybrid ranking only needs the size's order of magnitude (ln(1 + N)), and on Upstash every read is
+    one more billed request per search: remembered, a hybrid search makes two index requests, not
+    three. Each app instance keeps its own; a stale size moves keyword scores by a hair, nothing else.
+    """
+
+    def __init__(self, index: VectorIndex, max_age_seconds: float = 60.0) -> None:
+        self._index = index
+        self._max_age = max_age_seconds
+        self._size: tuple[int, float] | None = None  # (records, when read)
+
+    async def __call__(self) -> int:
+        known = self._size
+        if known is not None and time.monotonic() - known[1] < self._max_age:
+            return known[0]
+        records = (await self._index.info()).vector_count
+        self._size = (records, time.monotonic())
+        return records
+
+
 async def ranked_ids(
-    index: VectorIndex, query: str, mode: Mode, filter_: str, depth: int
+    index: VectorIndex, catalogue_size: CatalogueSize, query: str, mode: Mode, filter_: str, depth: int
 ) -> list[QueryResult]:
     if mode != "hybrid":
         return await index.query(data=query, top_k=depth, filter=filter_, query_mode=_QUERY_MODES[mode])
-    dense, sparse, info = await asyncio.gather(
+    dense, sparse, documents = await asyncio.gather(
         index.query(data=query, top_k=depth, filter=filter_, query_mode="DENSE"),
         index.query(data=query, top_k=depth, filter=filter_, query_mode="SPARSE"),
-        index.info(),
+        catalogue_size(),
     )
-    return fuse_linear(dense, sparse, info.vector_count)[:depth]
+    return fuse_linear(dense, sparse, documents)[:depth]
 
 
 async def search_videos(
     index: VectorIndex,
+    catalogue_size: CatalogueSize,
     query: str,
     mode: Mode,
     filters: SearchFilters,
@@ -328,7 +352,7 @@ async def search_videos(
     depth = min(MAX_RESULTS, 100 * math.ceil((offset + limit + 1) / 100))
     filter_ = filters.expression(viewer)
     try:
-        results = await ranked_ids(index, query, mode, filter_, depth)
+        results = await ranked_ids(index, catalogue_size, query, mode, filter_, depth)
     except Exception as exc:
         logger.warning("search index query failed: %r", exc)
         raise SearchUnavailable() from exc
@@ -398,6 +422,7 @@ def _viewer(request: Request[Any, Any, Any]) -> User | None:
 async def search(
     request: Request[Any, Any, Any],
     search_index: NamedDependency[VectorIndex],
+    catalogue_size: NamedDependency[CatalogueSize],
     search_cache: NamedDependency[ReadThroughCache],
     settings: NamedDependency[Settings],
     q: Annotated[str, QueryParameter(max_length=2000, description="What to look for; 1-500 characters.")],
@@ -438,7 +463,7 @@ async def search(
     )
     if generation is not None and (cached := await search_cache.get(key)) is not None:
         return Response(cached, media_type="application/json", headers={"X-Cache": "hit"})
-    page = await search_videos(search_index, query, mode, filters, viewer, offset, limit)
+    page = await search_videos(search_index, catalogue_size, query, mode, filters, viewer, offset, limit)
     encoded = msgspec.json.encode(page)
     if generation is not None:
         await search_cache.put(key, encoded, settings.search_cache_ttl_seconds)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import base64
 
-from core.vectors import tokenize
+from core.vectors import EmbeddedVectorIndex, VectorRecord, tokenize
+from features.search.search import CatalogueSize
 from tests.features.search_support import (
     SEARCH,
     TOPICS,
@@ -260,3 +261,16 @@ async def test_tag_filter_takes_tags_with_quotes_and_backslashes_literally(clien
     for tag in tags:
         assert await found(client, "bread", tag=tag) == [ids[tag]], tag
     assert_field_error(await search(client, "bread", tag="""it's "best\""""), "tag")
+
+
+async def test_hybrid_ranking_reads_the_catalogue_size_again_only_after_its_max_age():
+    index = EmbeddedVectorIndex(dimension=2, index_type="DENSE")
+    await index.upsert([VectorRecord("a", [1.0, 0.0])])
+    remembered = CatalogueSize(index, max_age_seconds=3600)
+    always_read = CatalogueSize(index, max_age_seconds=0)
+    assert (await remembered(), await always_read()) == (1, 1)
+
+    await index.upsert([VectorRecord("b", [0.0, 1.0])])
+
+    assert await remembered() == 1
+    assert await always_read() == 2

@@ -15,7 +15,7 @@ import pytest
 
 from core.embeddings import DIMENSION, installed_embedder
 from core.vectors import EmbeddedVectorIndex
-from features.search.search import indexed_metadata, indexed_text, ranked_ids
+from features.search.search import CatalogueSize, indexed_metadata, indexed_text, ranked_ids
 from features.videos.videos import load_demo_catalogue
 
 RELEVANCE = Path(__file__).with_name("search_relevance.json")
@@ -67,8 +67,11 @@ async def measure(index: EmbeddedVectorIndex, mode: str) -> dict[str, tuple[floa
     """Mean (nDCG@10, recall@10) per query kind, and over all queries under "all"."""
     judgements = msgspec.json.decode(RELEVANCE.read_bytes(), type=list[Judgement])
     per_kind: dict[str, list[tuple[float, float]]] = {}
+    catalogue_size = CatalogueSize(index)
     for judgement in judgements:
-        results = await ranked_ids(index, judgement.query, mode, "visibility = 'public'", depth=100)
+        results = await ranked_ids(
+            index, catalogue_size, judgement.query, mode, "visibility = 'public'", depth=100
+        )
         ranked = [result.id for result in results]
         scores = (ndcg_at_10(ranked, judgement.relevant), recall_at_10(ranked, judgement.relevant))
         per_kind.setdefault(judgement.kind, []).append(scores)
