@@ -46,7 +46,9 @@ test: lint
 # Every benchmark (see BENCHMARKS.md); `make bench QUICK=1` for a few-minute run. The HTTP load
 # generator is wrk, from Debian's packages.
 bench: $(INSTALLED)
-	command -v wrk >/dev/null || apt-get install -y -q wrk || sudo apt-get install -y -q wrk
+	# A fresh machine's package lists may be empty or old: refresh them once if the first try fails.
+	command -v wrk >/dev/null || apt-get install -y -q wrk || (apt-get update -q && apt-get install -y -q wrk) \
+		|| (sudo apt-get update -q && sudo apt-get install -y -q wrk)
 	$(BIN)/python -m bench $(if $(QUICK),--quick)
 
 serve-production: $(INSTALLED)

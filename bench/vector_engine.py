@@ -141,6 +141,17 @@ async def recall(index: EmbeddedVectorIndex, queries: np.ndarray, exact: np.ndar
     return round(found / (10 * len(queries)), 4)
 
 
+def engine_at(directory: str, precision: str, ann_min_rows: int, ann: AnnSettings) -> EmbeddedVectorIndex:
+    return EmbeddedVectorIndex(
+        dimension=DIMENSION,
+        index_type="DENSE",
+        path=Path(directory),
+        precision=precision,  # type: ignore[arg-type]
+        ann_min_rows=ann_min_rows,
+        ann=ann,
+    )
+
+
 async def measure(
     count: int,
     precision: str,
@@ -154,18 +165,8 @@ async def measure(
     query_lists = [query.tolist() for query in queries]
     base = memory_mb()["VmRSS"]
 
-    def make() -> EmbeddedVectorIndex:
-        return EmbeddedVectorIndex(
-            dimension=DIMENSION,
-            index_type="DENSE",
-            path=Path(directory),
-            precision=precision,  # type: ignore[arg-type]
-            ann_min_rows=ann_min_rows,
-            ann=ann,
-        )
-
     with tempfile.TemporaryDirectory() as directory:
-        index = make()
+        index = engine_at(directory, precision, ann_min_rows, ann)
         await index.open()
         reset_peak()
         build = 0.0
@@ -222,7 +223,7 @@ async def measure(
                 text=True,
             ).stdout
         )
-        reopened = make()
+        reopened = engine_at(directory, precision, ann_min_rows, ann)
         await reopened.open()
         after_load = await timed(reopened, query_lists, "")
         recall_after_load = await recall(reopened, queries[:RECALL_QUERIES], exact_plain, "")
@@ -260,14 +261,7 @@ async def measure(
 
 
 async def load_only(directory: str, precision: str, ann_min_rows: int, ann: AnnSettings) -> dict[str, Any]:
-    index = EmbeddedVectorIndex(
-        dimension=DIMENSION,
-        index_type="DENSE",
-        path=Path(directory),
-        precision=precision,  # type: ignore[arg-type]
-        ann_min_rows=ann_min_rows,
-        ann=ann,
-    )
+    index = engine_at(directory, precision, ann_min_rows, ann)
     began = time.perf_counter()
     await index.open()
     load = time.perf_counter() - began
