@@ -176,20 +176,11 @@ class Namespace:
         self.data.append(None)
         self.sparse.append(None)
         if row >= len(self.live):
-            # Doubling while small; past 64k rows an eighth more. The arrays grow in place (below), and
-            # the new rows are zero-filled, so what growing costs is the spare rows themselves.
-            held = len(self.live)
-            self._grow(max(64, 2 * held if held < 1 << 16 else held + held // 8))
+            self._grow(max(64, 2 * len(self.live)))
         return row
 
     def _grow(self, capacity: int) -> None:
         def grown(array: np.ndarray) -> np.ndarray:
-            if array.flags.owndata:
-                # realloc: a large array's pages move without a copy, so growing a 1M-row matrix
-                # never holds two of it (+770 MB at float16). Safe without numpy's reference check:
-                # every view of these arrays lives only inside one call under the engine's lock.
-                array.resize((capacity, *array.shape[1:]), refcheck=False)
-                return array
             bigger = np.zeros((capacity, *array.shape[1:]), array.dtype)
             bigger[: len(array)] = array
             return bigger
