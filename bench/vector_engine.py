@@ -185,7 +185,8 @@ async def measure(
                 await index.upsert(records)
                 build += time.perf_counter() - began
             del data
-        after_build, build_peak = memory_mb()["VmRSS"], memory_mb()["VmHWM"]
+        built = memory_mb()
+        after_build, build_peak = built["VmRSS"], built["VmHWM"]
         plain = await timed(index, query_lists, "")
         filtered = await timed(index, query_lists, FILTER)
         exact_plain = exact_top(count, queries[:RECALL_QUERIES], centres, filtered=False)
