@@ -37,14 +37,13 @@ from core.database import bind_tables, build_engine
 from core.embeddings import DIMENSION
 from core.settings import Settings, load_settings
 from piccolo_conf import APP_REGISTRY
+from tests.services import IN_CI, POSTGRES_URL, TEST_REDIS
 from upstash_local.redis_server import LocalServer, serve_in_subprocess
 from upstash_local.vector_server import LocalVectorServer
 
 ROOT = Path(__file__).resolve().parent.parent
-IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
-POSTGRES_URL = os.environ.get("TEST_DATABASE_URL", "")
 # The Redis database behind the local Upstash Redis server; emptied at session start and before each test.
-UPSTASH_REDIS_URL = "redis://127.0.0.1:6379/12"
+UPSTASH_REDIS_URL = f"{TEST_REDIS}/12"
 
 ALL_TABLES = sort_table_classes(
     [table for config in APP_REGISTRY.app_configs.values() for table in config.table_classes]

@@ -8,7 +8,6 @@ not reachable the Upstash runs are skipped, or fail in CI (CI=true), where Redis
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
 import time
 import uuid
@@ -22,10 +21,10 @@ import redis.asyncio
 
 from core.cache import Cache, InMemoryCache
 from core.upstash_cache import UpstashRedisCache
+from tests.services import IN_CI, TEST_REDIS
 from upstash_local.redis_server import LocalServer, serve_in_subprocess
 
-REDIS_URL = "redis://127.0.0.1:6379/13"
-IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+REDIS_URL = f"{TEST_REDIS}/13"
 TIMEOUT_SECONDS = 5.0
 
 

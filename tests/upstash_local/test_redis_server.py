@@ -8,7 +8,6 @@ not reachable these tests are skipped, or fail in CI (CI=true).
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
 import uuid
 from base64 import b64decode, b64encode
@@ -20,10 +19,10 @@ import redis
 import redis.asyncio
 from upstash_redis.asyncio import Redis as UpstashRedis
 
+from tests.services import IN_CI, TEST_REDIS
 from upstash_local.redis_server import LocalServer, serve_in_subprocess
 
-REDIS_URL = "redis://127.0.0.1:6379/14"
-IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+REDIS_URL = f"{TEST_REDIS}/14"
 
 
 @pytest.fixture(scope="session")
@@ -278,7 +277,7 @@ async def test_only_the_sdk_routes_are_served(http: httpx.AsyncClient):
 
 
 async def test_flushall_empties_this_database_only(http: httpx.AsyncClient, key: str):
-    neighbour = redis.asyncio.Redis.from_url("redis://127.0.0.1:6379/15")
+    neighbour = redis.asyncio.Redis.from_url(f"{TEST_REDIS}/15")
     try:
         await neighbour.set(key, b"kept")
         await http.post("/", json=["SET", key, "v"])
