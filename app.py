@@ -12,10 +12,13 @@ from contextlib import asynccontextmanager
 
 from litestar import Litestar
 from litestar.config.cors import CORSConfig
+from litestar.datastructures import CacheControlHeader
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
+from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+from litestar.static_files import create_static_files_router
+from swagger_ui_bundle import swagger_ui_path
 
 from core.auth import LoginRateLimiter, Passwords, TokenRevocations
 from core.cache import Cache, ReadThroughCache, build_cache
@@ -40,6 +43,11 @@ API_DESCRIPTION = """A video catalogue with semantic search.
 
 Errors are RFC 9457 problem details (`application/problem+json`); invalid input names the field in
 `errors[].field`. Every response carries `X-Request-ID`."""
+
+# The docs UI's files come from the installed swagger-ui-bundle-v2 package and are served by the app
+# itself, so /schema works without internet. The directory name carries Swagger UI's version
+# (swagger-ui-5.31.0), so the URLs change with it and the files can be cached for good.
+DOCS_ASSETS_PATH = f"/schema/assets/{swagger_ui_path.name}"
 
 
 def create_app(
@@ -109,7 +117,21 @@ def create_app(
         return Provide(lambda: value, use_cache=True, sync_to_thread=False)
 
     app = Litestar(
-        route_handlers=[health, ready, PrometheusController, users.router, videos.router, search.router],
+        route_handlers=[
+            health,
+            ready,
+            PrometheusController,
+            users.router,
+            videos.router,
+            search.router,
+            create_static_files_router(
+                path=DOCS_ASSETS_PATH,
+                directories=[swagger_ui_path],
+                cache_control=CacheControlHeader(max_age=31_536_000, public=True, immutable=True),
+                include_in_schema=False,
+                name="docs_assets",
+            ),
+        ],
         dependencies={
             "settings": provide(settings),
             "db": provide(engine),
@@ -158,7 +180,16 @@ def create_app(
             version="1.0.0",
             description=API_DESCRIPTION,
             path="/schema",
-            render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
+            # The first plugin also answers /schema itself.
+            render_plugins=[
+                SwaggerRenderPlugin(
+                    path="/swagger",
+                    js_url=f"{DOCS_ASSETS_PATH}/swagger-ui-bundle.js",
+                    css_url=f"{DOCS_ASSETS_PATH}/swagger-ui.css",
+                    standalone_preset_js_url=f"{DOCS_ASSETS_PATH}/swagger-ui-standalone-preset.js",
+                    favicon=f"<link rel='icon' type='image/png' href='{DOCS_ASSETS_PATH}/favicon-32x32.png'>",
+                )
+            ],
         ),
         debug=False,
     )
