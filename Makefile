@@ -14,7 +14,7 @@ UPSTASH_REDIS_PORT ?= 8079
 UPSTASH_VECTOR_PORT ?= 8080
 REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: run test lint migrate seed reindex bench serve-production upstash-redis upstash-vector clean
+.PHONY: run test chromium lint migrate seed reindex bench serve-production upstash-redis upstash-vector clean
 
 $(INSTALLED): pyproject.toml
 	# A venv left half-made by an interrupted run has no pip: make it afresh.
@@ -40,8 +40,17 @@ lint: $(INSTALLED)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: lint
+test: lint chromium
 	$(BIN)/python -m pytest
+
+# The browser tests (tests/browser.py) drive Debian's Chromium, never a browser Playwright downloads.
+# It is installed when missing and make runs as root (as CI does); otherwise those tests skip (outside CI).
+chromium:
+	@if [ -n "$$TEST_CHROMIUM" ] || [ -x /usr/bin/chromium ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium \
+		|| (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium); \
+	else echo "No /usr/bin/chromium (sudo apt-get install chromium): the browser tests will skip."; fi
 
 # Every benchmark (see BENCHMARKS.md); `make bench QUICK=1` for a few-minute run. The HTTP load
 # generator is wrk, from Debian's packages.

@@ -41,6 +41,9 @@ from tests.services import IN_CI, POSTGRES_URL, TEST_REDIS
 from upstash_local.redis_server import LocalServer, serve_in_subprocess
 from upstash_local.vector_server import LocalVectorServer
 
+# The `chromium` and `browser_page` fixtures, for the tests that use a real browser.
+pytest_plugins = ["tests.browser"]
+
 ROOT = Path(__file__).resolve().parent.parent
 # The Redis database behind the local Upstash Redis server; emptied at session start and before each test.
 UPSTASH_REDIS_URL = f"{TEST_REDIS}/12"
