@@ -24,7 +24,7 @@ from core.auth import LoginRateLimiter, Passwords, TokenRevocations
 from core.cache import Cache, ReadThroughCache, build_cache
 from core.database import bind_tables, build_engine, check_database, close_database, open_database
 from core.errors import EXCEPTION_HANDLERS, reject_non_json_bodies
-from core.health import health, ready
+from core.health import CatchingUp, health, ready
 from core.observability import (
     CachedLabelsPrometheusMiddleware,
     RequestContext,
@@ -76,7 +76,7 @@ def create_app(
     indexer = search.SearchIndexer(vector_index, cache)
     index_relay = OutboxRelay(videos.VIDEO_CHANGES, indexer.sync, engine)
 
-    async def index_lag() -> OutboxLag:
+    async def index_lag() -> OutboxLag | CatchingUp:
         lag = await outbox_lag(videos.VIDEO_CHANGES)
         try:
             await vector_index.info()
@@ -85,7 +85,8 @@ def create_app(
             raise RuntimeError(
                 f"{exc!r}; {lag.pending} changes waiting, oldest {lag.oldest_age_seconds}s"
             ) from exc
-        return lag
+        # Changes still waiting: search answers, but without them yet.
+        return CatchingUp(lag) if lag.pending else lag
 
     readiness_checks = {
         "database": lambda: check_database(engine),

@@ -17,7 +17,8 @@ from core.auth import PublicOperation
 logger = logging.getLogger("clipdex.health")
 
 ReadinessCheck = Callable[[], Awaitable[object]]
-"""Raises when its dependency is not usable; may return details to show (e.g. an index lag)."""
+"""Raises when its dependency is not usable; may return details to show (e.g. an index lag), or
+`CatchingUp` when the dependency works but is behind."""
 
 _CHECK_TIMEOUT_SECONDS = 2.0
 
@@ -26,8 +27,15 @@ class Health(msgspec.Struct):
     status: Literal["ok"] = "ok"
 
 
+class CatchingUp(msgspec.Struct):
+    """What a check returns when its dependency answers but is behind (e.g. videos waiting to be
+    indexed): the app can still serve, so /ready stays 200 and shows the dependency as catching up."""
+
+    details: object
+
+
 class DependencyStatus(msgspec.Struct, omit_defaults=True):
-    status: Literal["ok", "failing"]
+    status: Literal["ok", "catching_up", "failing"]
     error: str = ""
     details: object | None = None
 
@@ -54,12 +62,14 @@ async def _run_check(name: str, check: ReadinessCheck) -> DependencyStatus:
     except Exception as exc:
         logger.warning("readiness check %s failed: %r", name, exc)
         return DependencyStatus(status="failing", error=type(exc).__name__ + (f": {exc}" if str(exc) else ""))
+    if isinstance(details, CatchingUp):
+        return DependencyStatus(status="catching_up", details=details.details)
     return DependencyStatus(status="ok", details=details)
 
 
 @get(
     "/ready",
-    summary="Readiness: every dependency answers; 503 names the ones that do not",
+    summary="Readiness: every dependency answers (some may be catching up); 503 names the ones that do not",
     tags=["operations"],
     security=[],
     operation_class=PublicOperation,
@@ -69,7 +79,8 @@ async def ready(readiness_checks: NamedDependency[dict[str, ReadinessCheck]]) ->
     names = list(readiness_checks)
     results = await asyncio.gather(*(_run_check(name, readiness_checks[name]) for name in names))
     dependencies = dict(zip(names, results, strict=True))
-    healthy = all(result.status == "ok" for result in results)
+    # Catching up is not failing: a search index behind the database still answers, a little stale.
+    healthy = all(result.status != "failing" for result in results)
     return Response(
         Readiness(status="ready" if healthy else "unavailable", dependencies=dependencies),
         status_code=200 if healthy else 503,
