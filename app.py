@@ -33,6 +33,7 @@ from core.observability import (
 )
 from core.outbox import OutboxLag, OutboxRelay, outbox_lag
 from core.settings import Settings, load_settings_or_exit
+from core.single_flight import SingleFlight
 from core.vectors import VectorIndex, build_vector_index
 from features.search import search
 from features.users import users
@@ -148,7 +149,9 @@ def create_app(
             "view_counter": provide(view_counter),
             "search_index": provide(vector_index),
             "catalogue_size": provide(search.CatalogueSize(vector_index)),
-            "search_cache": provide(ReadThroughCache(cache)),
+            "search_cache": provide(
+                ReadThroughCache(cache, SingleFlight(settings.single_flight_wait_seconds))
+            ),
             "remove_account": provide(
                 functools.partial(videos.delete_account, engine=engine, reads=video_reads)
             ),

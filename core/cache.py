@@ -12,13 +12,16 @@ import math
 import time
 from abc import abstractmethod
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from typing import Literal
 
 import msgspec
 from litestar.stores.base import Store
 from prometheus_client import Counter
 
 from core.settings import Settings
+from core.single_flight import SingleFlight
 
 logger = logging.getLogger("clipdex.cache")
 
@@ -158,6 +161,10 @@ def build_cache(settings: Settings) -> Cache:
     return InMemoryCache(max_entries=settings.cache_max_entries)
 
 
+# X-Cache: served from the cache, computed for this request, or computed once for concurrent ones.
+CacheStatus = Literal["hit", "miss", "shared"]
+
+
 class ReadThroughCache:
     """Cache reads and writes that never fail a request: errors are logged, counted and skipped.
 
@@ -166,8 +173,9 @@ class ReadThroughCache:
     when a slow reader stores an old copy under the old key after the write's invalidation.
     """
 
-    def __init__(self, cache: Cache) -> None:
+    def __init__(self, cache: Cache, flights: SingleFlight[bytes] | None = None) -> None:
         self._cache = cache
+        self._flights = flights
 
     async def generation(self, name: str) -> int | None:
         """The current generation of `name`; None when the cache is unavailable (read around it)."""
@@ -199,6 +207,30 @@ class ReadThroughCache:
             await self._cache.set(key, value, expires_in=ttl_seconds)
         except Exception:
             _cache_failed("put")
+
+    async def read(
+        self, key: str | None, compute: Callable[[], Awaitable[bytes]], ttl_seconds: int
+    ) -> tuple[bytes, CacheStatus]:
+        """The value cached at `key`, else `compute()`'s, stored for `ttl_seconds`; and how it came.
+
+        Concurrent misses of one key share one computation ("shared") when this cache has flights.
+        `key` None (no generation: the cache is down) computes every time, unshared: without a
+        generation a read that began before a write could not be told from one after it.
+        """
+        if key is None:
+            return await compute(), "miss"
+        if (cached := await self.get(key)) is not None:
+            return cached, "hit"
+
+        async def compute_and_store() -> bytes:
+            value = await compute()
+            await self.put(key, value, ttl_seconds)
+            return value
+
+        if self._flights is None:
+            return await compute_and_store(), "miss"
+        value, outcome = await self._flights.run(key, compute_and_store)
+        return value, "shared" if outcome == "shared" else "miss"
 
 
 CACHE_LOOKUPS = Counter("clipdex_cache_lookups", "Read-through cache lookups.", ["result"])

@@ -59,6 +59,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper", forbid
     # Namespaces this large are searched through an HNSW graph; smaller ones exactly.
     vector_ann_min_rows: Annotated[int, msgspec.Meta(ge=0)] = 20_000
     search_cache_ttl_seconds: PositiveInt = 30
+    # Concurrent identical cache misses share one computation; a waiter computes for itself after this
+    # long (0: never wait), so a stuck computation cannot hold the others (core/single_flight.py).
+    single_flight_wait_seconds: Annotated[float, msgspec.Meta(ge=0, le=60)] = 2.0
     outbox_poll_seconds: Annotated[float, msgspec.Meta(gt=0, le=60)] = 1.0
     # Shared services for running several workers: set both halves of a pair, or neither.
     upstash_redis_rest_url: str = ""

@@ -461,13 +461,15 @@ async def search(
         f"search:{generation}:"
         + hashlib.sha256(msgspec.json.encode(key_parts, enc_hook=str)).hexdigest()[:32]
     )
-    if generation is not None and (cached := await search_cache.get(key)) is not None:
-        return Response(cached, media_type="application/json", headers={"X-Cache": "hit"})
-    page = await search_videos(search_index, catalogue_size, query, mode, filters, viewer, offset, limit)
-    encoded = msgspec.json.encode(page)
-    if generation is not None:
-        await search_cache.put(key, encoded, settings.search_cache_ttl_seconds)
-    return Response(encoded, media_type="application/json", headers={"X-Cache": "miss"})
+
+    async def compute() -> bytes:
+        page = await search_videos(search_index, catalogue_size, query, mode, filters, viewer, offset, limit)
+        return msgspec.json.encode(page)
+
+    encoded, cache_status = await search_cache.read(
+        None if generation is None else key, compute, settings.search_cache_ttl_seconds
+    )
+    return Response(encoded, media_type="application/json", headers={"X-Cache": cache_status})
 
 
 @get(

@@ -41,11 +41,12 @@ from rich.progress import Progress
 
 from core.auth import Passwords
 from core.background import repeating
-from core.cache import Cache, ReadThroughCache
+from core.cache import Cache, CacheStatus, ReadThroughCache
 from core.database import owns_tables, write_transaction
 from core.errors import Forbidden, InvalidInput, NotFound, problem_responses
 from core.outbox import publish
 from core.settings import Settings
+from core.single_flight import SingleFlight
 from features.users.users import User
 
 logger = logging.getLogger("clipdex.videos")
@@ -274,52 +275,51 @@ class VideoReads:
     LISTS = "videos:lists"
 
     def __init__(self, cache: Cache, settings: Settings) -> None:
-        self.cache = ReadThroughCache(cache)
+        self.cache = ReadThroughCache(cache, SingleFlight(settings.single_flight_wait_seconds))
         self.detail_ttl = settings.video_cache_ttl_seconds
         self.list_ttl = settings.list_cache_ttl_seconds
 
-    async def detail(self, video_id: uuid.UUID) -> tuple[bytes | None, bool]:
-        """The encoded VideoRead (None when no such video) and whether it came from the cache."""
+    async def detail(self, video_id: uuid.UUID) -> tuple[bytes | None, CacheStatus]:
+        """The encoded VideoRead (None when no such video) and whether the cache had it (X-Cache)."""
         generation = await self.cache.generation(f"video:{video_id}")
-        key = f"videos:detail:{video_id}:{generation}"
-        if generation is not None and (cached := await self.cache.get(key)) is not None:
-            return (cached or None), True
-        row = await Video.select(*_DETAIL_COLUMNS, Video.transcript).where(Video.id == video_id).first()
-        encoded = msgspec.json.encode(_summary_from_row(row, row["transcript"], detail=True)) if row else b""
-        if generation is not None:
+
+        async def load() -> bytes:
+            row = await Video.select(*_DETAIL_COLUMNS, Video.transcript).where(Video.id == video_id).first()
             # An empty entry remembers "no such video" too, so probing unknown ids stays cheap.
-            await self.cache.put(key, encoded, self.detail_ttl)
-        return (encoded or None), False
+            return msgspec.json.encode(_summary_from_row(row, row["transcript"], detail=True)) if row else b""
+
+        key = None if generation is None else f"videos:detail:{video_id}:{generation}"
+        encoded, status = await self.cache.read(key, load, self.detail_ttl)
+        return (encoded or None), status
 
     async def changed(self, *video_ids: uuid.UUID, lists: bool = True) -> None:
         await self.cache.bump(
             *(f"video:{video_id}" for video_id in video_ids), *([self.LISTS] if lists else [])
         )
 
-    async def list_page(self, query: dict[str, Any], load: Any) -> tuple[bytes, bool]:
+    async def list_page(self, query: dict[str, Any], load: Any) -> tuple[bytes, CacheStatus]:
         """A list page; first pages are cached per (query, viewer), later pages always come from the DB."""
         if query.get("cursor"):
-            return msgspec.json.encode(await load()), False
+            return msgspec.json.encode(await load()), "miss"
         generation = await self.cache.generation(self.LISTS)
         fingerprint = hashlib.sha256(msgspec.json.encode(query, order="sorted")).hexdigest()[:32]
-        key = f"videos:list:{generation}:{fingerprint}"
-        if generation is not None and (cached := await self.cache.get(key)) is not None:
-            return cached, True
-        encoded = msgspec.json.encode(await load())
-        if generation is not None:
-            await self.cache.put(key, encoded, self.list_ttl)
-        return encoded, False
+        key = None if generation is None else f"videos:list:{generation}:{fingerprint}"
+
+        async def encoded_page() -> bytes:
+            return msgspec.json.encode(await load())
+
+        return await self.cache.read(key, encoded_page, self.list_ttl)
 
 
 async def visible_video(
     reads: VideoReads, video_id: uuid.UUID, viewer: User | None
-) -> tuple[VideoRead, bytes, bool]:
+) -> tuple[VideoRead, bytes, CacheStatus]:
     """The video if this viewer may see it; 404 otherwise, so private ids do not leak."""
-    encoded, from_cache = await reads.detail(video_id)
+    encoded, cache_status = await reads.detail(video_id)
     video = msgspec.json.decode(encoded, type=VideoRead) if encoded else None
     if video is None or not can_see(video, viewer):
         raise NotFound("No video with that id.")
-    return video, encoded, from_cache
+    return video, encoded, cache_status
 
 
 async def owned_video(reads: VideoReads, video_id: uuid.UUID, viewer: User) -> VideoRead:
@@ -607,9 +607,9 @@ DurationFilter = Annotated[int | None, QueryParameter(ge=1, le=86_400)]
 
 
 def _json(
-    encoded: bytes, *, from_cache: bool, status_code: int = 200, etag: str | None = None
+    encoded: bytes, *, cache_status: CacheStatus, status_code: int = 200, etag: str | None = None
 ) -> Response[bytes]:
-    headers = {"X-Cache": "hit" if from_cache else "miss"}
+    headers: dict[str, str] = {"X-Cache": cache_status}
     if etag:
         headers["ETag"] = etag
     return Response(encoded, media_type="application/json", status_code=status_code, headers=headers)
@@ -629,7 +629,7 @@ async def add_video(
     video_id = await create_video(request.user, data, db)
     await video_reads.changed(video_id)
     _, encoded, _ = await visible_video(video_reads, video_id, request.user)
-    return _json(encoded, from_cache=False, status_code=201)
+    return _json(encoded, cache_status="miss", status_code=201)
 
 
 @get("/videos", opt=_OPTIONAL_AUTH, summary="Browse the catalogue", responses=problem_responses(400, 401))
@@ -656,8 +656,8 @@ async def browse_videos(
     )
     viewer = _viewer(request)
     cache_key = {"list": "all", "viewer": str(viewer.id) if viewer else None, **msgspec.structs.asdict(query)}
-    encoded, from_cache = await video_reads.list_page(cache_key, lambda: list_videos(query, viewer))
-    return _json(encoded, from_cache=from_cache)
+    encoded, cache_status = await video_reads.list_page(cache_key, lambda: list_videos(query, viewer))
+    return _json(encoded, cache_status=cache_status)
 
 
 @get(
@@ -667,13 +667,11 @@ async def read_video(
     request: Request[Any, Any, Any], video_id: FromPath[uuid.UUID], video_reads: NamedDependency[VideoReads]
 ) -> Response[VideoRead]:
     """Public and unlisted videos for anyone, private ones for their owner. Supports `If-None-Match`."""
-    _, encoded, from_cache = await visible_video(video_reads, video_id, _viewer(request))
+    _, encoded, cache_status = await visible_video(video_reads, video_id, _viewer(request))
     etag = '"' + hashlib.sha256(encoded).hexdigest()[:32] + '"'
     if etag in request.headers.get("if-none-match", ""):
-        return Response(
-            b"", status_code=304, headers={"ETag": etag, "X-Cache": "hit" if from_cache else "miss"}
-        )
-    return _json(encoded, from_cache=from_cache, etag=etag)
+        return Response(b"", status_code=304, headers={"ETag": etag, "X-Cache": cache_status})
+    return _json(encoded, cache_status=cache_status, etag=etag)
 
 
 @patch(
@@ -692,7 +690,7 @@ async def change_video(
     await update_video(video_id, data, db)
     await video_reads.changed(video_id)
     _, encoded, _ = await visible_video(video_reads, video_id, request.user)
-    return _json(encoded, from_cache=False)
+    return _json(encoded, cache_status="miss")
 
 
 @delete(
@@ -786,10 +784,10 @@ async def videos_of_user(
         raise NotFound("No user with that id.")
     query = ListQuery(limit=limit, cursor=cursor, owner=user_id)
     cache_key = {"list": "user", **msgspec.structs.asdict(query)}
-    encoded, from_cache = await video_reads.list_page(
+    encoded, cache_status = await video_reads.list_page(
         cache_key, lambda: list_videos(query, None, public_only=True)
     )
-    return _json(encoded, from_cache=from_cache)
+    return _json(encoded, cache_status=cache_status)
 
 
 _LIKED_COLUMNS = (
@@ -834,10 +832,10 @@ async def my_likes(
     cursor: Annotated[str | None, QueryParameter(max_length=512)] = None,
 ) -> Response[VideoPage]:
     cache_key = {"list": "likes", "viewer": str(request.user.id), "limit": limit, "cursor": cursor}
-    encoded, from_cache = await video_reads.list_page(
+    encoded, cache_status = await video_reads.list_page(
         cache_key, lambda: liked_videos(request.user, limit, cursor)
     )
-    return _json(encoded, from_cache=from_cache)
+    return _json(encoded, cache_status=cache_status)
 
 
 router = Router(
