@@ -8,6 +8,8 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
+from core.database import DatabaseUnavailable
+
 logger = logging.getLogger("clipdex.background")
 
 
@@ -27,6 +29,10 @@ async def repeating(
         while not stopping.is_set():
             try:
                 busy = await work()
+            except DatabaseUnavailable as exc:
+                # Expected while PostgreSQL restarts, and the same every time: one line, no traceback.
+                logger.warning("%s: %s; trying again in %.1fs", name, exc, interval_seconds)
+                busy = False
             except Exception:
                 logger.exception("%s failed; trying again in %.1fs", name, interval_seconds)
                 busy = False

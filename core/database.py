@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import aiosqlite
 import asyncpg
 from piccolo.engine.base import Engine
-from piccolo.engine.postgres import PostgresEngine
+from piccolo.engine.postgres import PostgresEngine, PostgresTransaction
 from piccolo.engine.sqlite import SQLiteEngine, SQLiteTransaction, TransactionType, dict_factory
 from piccolo.table import Table
 
@@ -161,6 +162,118 @@ class _PooledTransaction(SQLiteTransaction):
         return exception is None
 
 
+class DatabaseUnavailable(ConnectionError):
+    """PostgreSQL could not be reached or went away mid-request: refused, reset, shutting down, starting
+    up, or past a deadline (POSTGRES_CONNECT_TIMEOUT_SECONDS, POSTGRES_COMMAND_TIMEOUT_SECONDS).
+    Not about what was asked: the same request may succeed once the database is back."""
+
+
+# What asyncpg raises when the server is gone rather than when a query is wrong: connection exceptions
+# (SQLSTATE class 08) and a server shutting down, crashed or still starting (57P01-57P03).
+_SERVER_GONE = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.CannotConnectNowError,
+)
+
+
+def _lost_database(exc: BaseException, connection: Any = None) -> bool:
+    if isinstance(exc, (*_SERVER_GONE, DatabaseUnavailable)):
+        return True
+    # Inside the engine an OSError is the network: refused, reset, unreachable; TimeoutError (an
+    # OSError) is a connect or command deadline that passed.
+    if isinstance(exc, OSError):
+        return True
+    # asyncpg's own complaints about a connection the server closed under it ("connection is closed",
+    # or a protocol caught mid-operation by the server's termination notice).
+    return (
+        isinstance(exc, asyncpg.InterfaceError | asyncpg.InternalClientError)
+        and connection is not None
+        and connection.is_closed()
+    )
+
+
+@contextlib.contextmanager
+def _outages_reported(connection: Any = None) -> Iterator[None]:
+    try:
+        yield
+    except DatabaseUnavailable:
+        raise
+    except Exception as exc:
+        if _lost_database(exc, connection):
+            raise DatabaseUnavailable(f"PostgreSQL is unavailable: {exc!r}") from exc
+        raise
+
+
+class OutageAwarePostgresEngine(PostgresEngine):
+    """Piccolo's PostgreSQL engine, telling a database that went away from a query that failed.
+
+    Whatever fails because the server is unreachable or gone (see `DatabaseUnavailable`) is raised as
+    DatabaseUnavailable, which the API answers with 503 database-unavailable, not a 500. Transactions
+    give their connection back to the pool however they end: Piccolo's keeps it when BEGIN, COMMIT or
+    ROLLBACK raises on a connection that stays open, and every such failure would shrink the pool for
+    good until requests queue forever. asyncpg's pool reconnects by itself once the server is back.
+    """
+
+    async def run_querystring(self, querystring: Any, in_pool: bool = True) -> Any:
+        transaction = self.current_transaction.get()
+        with _outages_reported(transaction.connection if transaction else None):
+            return await super().run_querystring(querystring, in_pool=in_pool)
+
+    async def run_ddl(self, ddl: str, in_pool: bool = True) -> Any:
+        transaction = self.current_transaction.get()
+        with _outages_reported(transaction.connection if transaction else None):
+            return await super().run_ddl(ddl, in_pool=in_pool)
+
+    def transaction(self, allow_nested: bool = True) -> PostgresTransaction:
+        return _OutageAwareTransaction(engine=self, allow_nested=allow_nested)
+
+
+class _OutageAwareTransaction(PostgresTransaction):
+    engine: OutageAwarePostgresEngine
+
+    async def __aenter__(self) -> PostgresTransaction:
+        if self._parent is not None:
+            return self._parent
+        with _outages_reported():
+            self.connection = await self.get_connection()
+        try:
+            with _outages_reported(self.connection):
+                self.transaction = self.connection.transaction()
+                await self.begin()
+        except BaseException:
+            await self._give_back()
+            raise
+        self.context = self.engine.current_transaction.set(self)
+        return self
+
+    async def __aexit__(self, exception_type: Any, exception: Any, traceback: Any) -> bool:
+        if self._parent:
+            return exception is None
+        try:
+            with _outages_reported(self.connection):
+                if exception is not None:
+                    # A connection the server closed has nothing left to roll back.
+                    if not self._rolled_back and not self.connection.is_closed():
+                        await self.rollback()
+                elif not self._committed and not self._rolled_back:
+                    await self.commit()
+        finally:
+            self.engine.current_transaction.reset(self.context)
+            await self._give_back()
+        return exception is None
+
+    async def _give_back(self) -> None:
+        if self.engine.pool is None:
+            await self.connection.close()
+            return
+        # A release that fails has asyncpg terminate the connection, which returns its place to the
+        # pool: nothing is held, and what the transaction did is settled (committed or rolled back).
+        with contextlib.suppress(Exception):
+            await self.engine.pool.release(self.connection)
+
+
 def build_engine(settings: Settings) -> Engine:
     """The engine for the configured database (shared within the process); nothing is connected yet."""
     if settings.is_sqlite:
@@ -173,7 +286,7 @@ def build_engine(settings: Settings) -> Engine:
             path=str(path), timeout=settings.sqlite_busy_timeout_seconds
         )
         return engine
-    return PostgresEngine(config={"dsn": settings.database_url})
+    return OutageAwarePostgresEngine(config={"dsn": settings.database_url})
 
 
 def bind_tables(engine: Engine, tables: Iterable[type[Table]]) -> None:
@@ -187,8 +300,14 @@ async def open_database(engine: Engine, settings: Settings) -> None:
         # WAL lets readers carry on while one writer commits; the mode is stored in the file itself.
         await engine.run_ddl("PRAGMA journal_mode=WAL")
     elif isinstance(engine, PostgresEngine):
+        # asyncpg waits up to 60 s to connect and forever for an answer: with the server gone, every
+        # request would hang with it. The deadlines bound the wait (then 503 database-unavailable).
+        # They are the pool's only: migrations (new connections) may take as long as they need.
         await engine.start_connection_pool(
-            min_size=settings.postgres_pool_min_size, max_size=settings.postgres_pool_max_size
+            min_size=settings.postgres_pool_min_size,
+            max_size=settings.postgres_pool_max_size,
+            timeout=settings.postgres_connect_timeout_seconds,
+            command_timeout=settings.postgres_command_timeout_seconds,
         )
 
 
@@ -221,11 +340,17 @@ async def check_database(engine: Engine) -> None:
 
 def is_database_busy(exc: BaseException) -> bool:
     """Whether a query failed because the database is overloaded, not because of what was asked:
-    SQLite's write lock still held by another writer after the busy timeout, or PostgreSQL refusing
+    SQLite's write lock still held by another writer after the busy timeout, or PostgreSQL out of
     connections. A client should retry later (503), and nothing was written."""
     if isinstance(exc, sqlite3.OperationalError):
         return "database is locked" in str(exc) or "database is busy" in str(exc)
-    return isinstance(exc, asyncpg.TooManyConnectionsError | asyncpg.CannotConnectNowError)
+    return isinstance(exc, asyncpg.TooManyConnectionsError)
+
+
+def is_database_unavailable(exc: BaseException) -> bool:
+    """Whether a query failed because PostgreSQL is down or unreachable (see DatabaseUnavailable):
+    a client should retry later (503); a write whose commit was cut off may or may not have landed."""
+    return isinstance(exc, (DatabaseUnavailable, *_SERVER_GONE))
 
 
 def is_unique_violation(exc: BaseException) -> bool:

@@ -8,20 +8,26 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import ResponseSpec
+from litestar.openapi.spec import Example
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
-from core.database import is_database_busy
+from core.database import is_database_busy, is_database_unavailable
 from core.observability import request_id_of
 
 PROBLEM_JSON = "application/problem+json"
 # Past the busy timeout (5 s by default) another try a second later usually finds the lock free.
 DATABASE_BUSY_RETRY_SECONDS = 1
+DATABASE_BUSY_DETAIL = "The database is busy with other writes; nothing was changed. Try again shortly."
+NON_JSON_BODY_DETAIL = "Send the request body as application/json."
+# A restarting PostgreSQL takes a few seconds; clients retrying sooner only add load to the recovery.
+DATABASE_UNAVAILABLE_RETRY_SECONDS = 2
 logger = logging.getLogger("clipdex.errors")
 
 _TITLES = {
@@ -185,7 +191,22 @@ def problem_response(request: Request[Any, Any, Any], exc: Exception) -> Respons
             [],
             {"Retry-After": str(DATABASE_BUSY_RETRY_SECONDS)},
         )
-        detail = "The database is busy with other writes; nothing was changed. Try again shortly."
+        detail = DATABASE_BUSY_DETAIL
+    elif is_database_unavailable(exc):
+        # Logged without a traceback: during an outage every request fails the same way.
+        logger.warning(
+            "database unavailable: %s", exc, extra={"request_id": request_id, "path": request.url.path}
+        )
+        status, kind, errors, headers = (
+            503,
+            "database-unavailable",
+            [],
+            {"Retry-After": str(DATABASE_UNAVAILABLE_RETRY_SECONDS)},
+        )
+        detail = (
+            "The database is not reachable right now; try again shortly. A change this request made"
+            " is saved only if a later read shows it."
+        )
     else:
         logger.exception(
             "unhandled error", extra={"request_id": request_id, "path": request.url.path}, exc_info=exc
@@ -207,14 +228,66 @@ def problem_response(request: Request[Any, Any, Any], exc: Exception) -> Respons
 EXCEPTION_HANDLERS = {Exception: problem_response, HTTPException: problem_response}
 
 
-def problem_responses(*statuses: int) -> dict[int, ResponseSpec]:
-    """OpenAPI entries for the error statuses an operation can answer with."""
-    return {
-        status: ResponseSpec(
-            data_container=ProblemDetails, media_type=PROBLEM_JSON, description=_TITLES.get(status, "Error")
+# The problem an operation answers with each status unless it names its own (see problem_responses).
+_TYPICAL_PROBLEMS: dict[int, Callable[[], Problem]] = {
+    400: lambda: InvalidInput("body", "Expected `object`, got `array`"),
+    401: Unauthorized,
+    403: lambda: Forbidden("This account may not do that."),
+    404: NotFound,
+    409: lambda: Conflict("username", "That username is already taken."),
+    413: lambda: Problem(413, "Request Entity Too Large", kind="body-too-large"),
+    415: lambda: Problem(415, NON_JSON_BODY_DETAIL, kind="unsupported-media-type"),
+    429: lambda: TooManyRequests(60),
+    503: lambda: Problem(503, DATABASE_BUSY_DETAIL, kind="database-busy"),
+}
+# Stands for the id of the request an example answers.
+_EXAMPLE_REQUEST_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+
+
+def problem_example(problem: Problem) -> dict[str, Any]:
+    """The body `problem_response` sends for `problem` (its `instance` is the request's path)."""
+    body = ProblemDetails(
+        type=problem_type(problem.kind),
+        title=_TITLES.get(problem.status_code, "Error"),
+        status=problem.status_code,
+        detail=problem.detail,
+        request_id=_EXAMPLE_REQUEST_ID,
+        errors=problem.errors,
+    )
+    return msgspec.to_builtins(body)
+
+
+def problem_responses(*answers: int | Problem) -> dict[int, ResponseSpec]:
+    """OpenAPI entries for the errors an operation can answer with, each with an example body.
+
+    An answer is a status (its typical problem is the example) or the Problem the operation raises;
+    problems of one status share its entry, one example each.
+    """
+    problems: dict[int, list[Problem]] = {}
+    for answer in answers:
+        problem = answer if isinstance(answer, Problem) else _TYPICAL_PROBLEMS[answer]()
+        problems.setdefault(problem.status_code, []).append(problem)
+    responses = {}
+    for status, listed in problems.items():
+        examples = []
+        for problem in listed:
+            name = problem.kind or "problem"
+            taken = sum(example.id.startswith(name) for example in examples)
+            examples.append(
+                Example(
+                    id=f"{name}-{taken + 1}" if taken else name,
+                    summary=problem.detail,
+                    value=problem_example(problem),
+                )
+            )
+        responses[status] = ResponseSpec(
+            data_container=ProblemDetails,
+            media_type=PROBLEM_JSON,
+            description=_TITLES.get(status, "Error"),
+            generate_examples=False,
+            examples=examples,
         )
-        for status in statuses
-    }
+    return responses
 
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -227,4 +300,4 @@ async def reject_non_json_bodies(request: Request[Any, Any, Any]) -> None:
     has_body = request.headers.get("content-length", "0") != "0" or "transfer-encoding" in request.headers
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if has_body and media_type != "application/json" and not media_type.endswith("+json"):
-        raise Problem(415, "Send the request body as application/json.", kind="unsupported-media-type")
+        raise Problem(415, NON_JSON_BODY_DETAIL, kind="unsupported-media-type")

@@ -40,6 +40,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper", forbid
     sqlite_busy_timeout_seconds: Annotated[float, msgspec.Meta(ge=0, le=600)] = 5.0
     postgres_pool_min_size: PositiveInt = 1
     postgres_pool_max_size: PositiveInt = 10
+    # Deadlines of the app's PostgreSQL connections: a database that is gone fails a request with a 503
+    # after this long instead of holding it (asyncpg alone waits 60 s to connect, forever for an answer).
+    postgres_connect_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=600)] = 5.0
+    postgres_command_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 10.0
     access_token_ttl_seconds: Annotated[int, msgspec.Meta(ge=60, le=30 * 24 * 3600)] = 1800
     password_hash_time_cost: Annotated[int, msgspec.Meta(ge=1, le=20)] = 3
     password_hash_memory_kib: Annotated[int, msgspec.Meta(ge=1024, le=4_194_304)] = 65_536
