@@ -28,6 +28,10 @@ DATABASE_BUSY_DETAIL = "The database is busy with other writes; nothing was chan
 NON_JSON_BODY_DETAIL = "Send the request body as application/json."
 # A restarting PostgreSQL takes a few seconds; clients retrying sooner only add load to the recovery.
 DATABASE_UNAVAILABLE_RETRY_SECONDS = 2
+DATABASE_UNAVAILABLE_DETAIL = (
+    "The database is not reachable right now; try again shortly. A change this request made"
+    " is saved only if a later read shows it."
+)
 logger = logging.getLogger("clipdex.errors")
 
 _TITLES = {
@@ -203,10 +207,7 @@ def problem_response(request: Request[Any, Any, Any], exc: Exception) -> Respons
             [],
             {"Retry-After": str(DATABASE_UNAVAILABLE_RETRY_SECONDS)},
         )
-        detail = (
-            "The database is not reachable right now; try again shortly. A change this request made"
-            " is saved only if a later read shows it."
-        )
+        detail = DATABASE_UNAVAILABLE_DETAIL
     else:
         logger.exception(
             "unhandled error", extra={"request_id": request_id, "path": request.url.path}, exc_info=exc
@@ -228,24 +229,28 @@ def problem_response(request: Request[Any, Any, Any], exc: Exception) -> Respons
 EXCEPTION_HANDLERS = {Exception: problem_response, HTTPException: problem_response}
 
 
-# The problem an operation answers with each status unless it names its own (see problem_responses).
-_TYPICAL_PROBLEMS: dict[int, Callable[[], Problem]] = {
-    400: lambda: InvalidInput("body", "Expected `object`, got `array`"),
-    401: Unauthorized,
-    403: lambda: Forbidden("This account may not do that."),
-    404: NotFound,
-    409: lambda: Conflict("username", "That username is already taken."),
-    413: lambda: Problem(413, "Request Entity Too Large", kind="body-too-large"),
-    415: lambda: Problem(415, NON_JSON_BODY_DETAIL, kind="unsupported-media-type"),
-    429: lambda: TooManyRequests(60),
-    503: lambda: Problem(503, DATABASE_BUSY_DETAIL, kind="database-busy"),
+# The problems an operation answers with each status unless it names its own (see problem_responses).
+_TYPICAL_PROBLEMS: dict[int, Callable[[], list[Problem]]] = {
+    400: lambda: [InvalidInput("body", "Expected `object`, got `array`")],
+    401: lambda: [Unauthorized()],
+    403: lambda: [Forbidden("This account may not do that.")],
+    404: lambda: [NotFound()],
+    409: lambda: [Conflict("username", "That username is already taken.")],
+    413: lambda: [Problem(413, "Request Entity Too Large", kind="body-too-large")],
+    415: lambda: [Problem(415, NON_JSON_BODY_DETAIL, kind="unsupported-media-type")],
+    429: lambda: [TooManyRequests(60)],
+    # Whatever reads or writes the database (every /api/v1 operation: tokens are checked against it).
+    503: lambda: [
+        Problem(503, DATABASE_BUSY_DETAIL, kind="database-busy"),
+        Problem(503, DATABASE_UNAVAILABLE_DETAIL, kind="database-unavailable"),
+    ],
 }
 # Stands for the id of the request an example answers.
 _EXAMPLE_REQUEST_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 
 
 def problem_example(problem: Problem) -> dict[str, Any]:
-    """The body `problem_response` sends for `problem` (its `instance` is the request's path)."""
+    """The body `problem_response` sends for `problem`, but for `instance` (the request's path)."""
     body = ProblemDetails(
         type=problem_type(problem.kind),
         title=_TITLES.get(problem.status_code, "Error"),
@@ -260,26 +265,23 @@ def problem_example(problem: Problem) -> dict[str, Any]:
 def problem_responses(*answers: int | Problem) -> dict[int, ResponseSpec]:
     """OpenAPI entries for the errors an operation can answer with, each with an example body.
 
-    An answer is a status (its typical problem is the example) or the Problem the operation raises;
+    An answer is a status (its typical problems are the examples) or a Problem the operation raises;
     problems of one status share its entry, one example each.
     """
     problems: dict[int, list[Problem]] = {}
     for answer in answers:
-        problem = answer if isinstance(answer, Problem) else _TYPICAL_PROBLEMS[answer]()
-        problems.setdefault(problem.status_code, []).append(problem)
+        for problem in [answer] if isinstance(answer, Problem) else _TYPICAL_PROBLEMS[answer]():
+            problems.setdefault(problem.status_code, []).append(problem)
     responses = {}
     for status, listed in problems.items():
-        examples = []
+        examples: list[Example] = []
+        seen: dict[str, int] = {}
         for problem in listed:
+            # Example names are unique per response: the kind, numbered from its second example on.
             name = problem.kind or "problem"
-            taken = sum(example.id.startswith(name) for example in examples)
-            examples.append(
-                Example(
-                    id=f"{name}-{taken + 1}" if taken else name,
-                    summary=problem.detail,
-                    value=problem_example(problem),
-                )
-            )
+            seen[name] = seen.get(name, 0) + 1
+            example_id = f"{name}-{seen[name]}" if seen[name] > 1 else name
+            examples.append(Example(id=example_id, summary=problem.detail, value=problem_example(problem)))
         responses[status] = ResponseSpec(
             data_container=ProblemDetails,
             media_type=PROBLEM_JSON,
