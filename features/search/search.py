@@ -379,31 +379,50 @@ def _offset(cursor: str | None) -> int:
     return offset
 
 
+# Similar videos: neighbours of the video's own dense vector (by meaning), fused as hybrid search fuses
+# with a BM25 query of its title and tags (what it says it is about). Chosen on the similar labels
+# (tests/features/similar_relevance.json, 117 demo videos): nDCG@10 0.816 against 0.705 for the dense
+# vector alone; BM25 over title, tags and description scored 0.769, pseudo-relevance feedback (Rocchio
+# over the 3-10 nearest) 0.67-0.70. A fixed depth keeps a shorter list a prefix of a longer one.
+SIMILAR_DEPTH = 100
+
+
+def similar_keywords(title: str, tags: list[str]) -> str:
+    return " ".join([title, *tags])
+
+
+async def similar_ranking(
+    index: VectorIndex, catalogue_size: CatalogueSize, video_id: str, keywords: str, filter_: str
+) -> list[QueryResult]:
+    """Videos most like this indexed one, best first, itself excluded; [] while it is not indexed."""
+    found = await index.fetch([video_id], include_vectors=True, include_metadata=False, include_data=False)
+    record = found[0] if found else None
+    if record is None or record.vector is None:
+        return []
+    dense, sparse, documents = await asyncio.gather(
+        index.query(vector=record.vector, top_k=SIMILAR_DEPTH, filter=filter_, query_mode="DENSE"),
+        index.query(data=keywords, top_k=SIMILAR_DEPTH, filter=filter_, query_mode="SPARSE"),
+        catalogue_size(),
+    )
+    return [result for result in fuse_linear(dense, sparse, documents) if result.id != video_id]
+
+
 async def similar_videos(
-    index: VectorIndex, video_id: uuid.UUID, viewer: User | None, limit: int
+    index: VectorIndex, catalogue_size: CatalogueSize, video_id: uuid.UUID, viewer: User | None, limit: int
 ) -> SimilarVideos:
     current = await videos_by_ids([video_id])
     video = current.get(video_id)
     if video is None or not can_see(video, viewer):
         raise NotFound("No video with that id.")
+    keywords = similar_keywords(video.title, video.tags)
     try:
-        found = await index.fetch(
-            [str(video_id)], include_vectors=True, include_metadata=False, include_data=False
-        )
-        record = found[0] if found else None
-        if record is None or record.vector is None:
-            return SimilarVideos(items=[])  # not indexed yet: the outbox will get to it
-        results = await index.query(
-            vector=record.vector,
-            top_k=limit + 1,
-            filter=SearchFilters().expression(viewer),
-            query_mode="DENSE",
+        results = await similar_ranking(
+            index, catalogue_size, str(video_id), keywords, SearchFilters().expression(viewer)
         )
     except Exception as exc:
         logger.warning("search index unavailable for similar videos: %r", exc)
         raise SearchUnavailable() from exc
-    others = [result for result in results if result.id != str(video_id)][:limit]
-    return SimilarVideos(items=await _hits(others, viewer))
+    return SimilarVideos(items=await _hits(results[:limit], viewer))
 
 
 # ---------------------------------------------------------------- handlers
@@ -482,10 +501,12 @@ async def similar(
     request: Request[Any, Any, Any],
     video_id: FromPath[uuid.UUID],
     search_index: NamedDependency[VectorIndex],
+    catalogue_size: NamedDependency[CatalogueSize],
     limit: Annotated[int, QueryParameter(ge=1, le=50)] = 10,
 ) -> SimilarVideos:
-    """Nearest neighbours by meaning, excluding the video itself, under the same visibility rules."""
-    return await similar_videos(search_index, video_id, _viewer(request), limit)
+    """Videos most like this one, by meaning and by the words of its title and tags, excluding the
+    video itself, under the same visibility rules as search."""
+    return await similar_videos(search_index, catalogue_size, video_id, _viewer(request), limit)
 
 
 router = Router(path="/api/v1", route_handlers=[search, similar], tags=["search"])
