@@ -126,6 +126,8 @@ def create_app(
             users.router,
             videos.router,
             search.router,
+            search.search_page,
+            search.search_page_assets,
             create_static_files_router(
                 path=DOCS_ASSETS_PATH,
                 directories=[swagger_ui_path],

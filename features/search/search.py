@@ -18,15 +18,19 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import click
 import msgspec
 from click import Group
 from litestar import Request, Response, Router, get
+from litestar.datastructures import CacheControlHeader
 from litestar.di import NamedDependency
 from litestar.params import FromPath, QueryParameter
 from litestar.plugins import CLIPluginProtocol
+from litestar.response import File
+from litestar.static_files import create_static_files_router
 from piccolo.engine.base import Engine
 from rich.progress import Progress
 
@@ -549,3 +553,45 @@ class ReindexCommand(CLIPluginProtocol):
         @cli.command(name="reindex", help="Rebuild the search index from the database (idempotent).")
         def reindex() -> None:
             click.echo(asyncio.run(self.run()))
+
+
+# ---------------------------------------------------------------- the search page
+
+# HTML, CSS and JavaScript modules written for clipdex, served as they are (no build step, nothing
+# from another host). Not versioned in their URLs, so browsers revalidate them (ETag) on every use.
+SEARCH_PAGE_ASSETS = Path(__file__).parent / "static"
+SEARCH_PAGE_ASSETS_PATH = "/search-ui"
+_REVALIDATE = CacheControlHeader(no_cache=True)
+# The page may load and call only its own origin: an off-site thumbnail, font or script is refused by
+# the browser too, and an injected inline script would not run.
+_SEARCH_PAGE_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self';"
+    " form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+)
+
+
+@get(
+    "/",
+    include_in_schema=False,
+    opt={"exclude_from_auth": True},
+    cache_control=_REVALIDATE,
+    name="search_page",
+)
+async def search_page() -> File:
+    """The search page; it signs in and searches through the JSON API."""
+    return File(
+        SEARCH_PAGE_ASSETS / "index.html",
+        content_disposition_type="inline",
+        media_type="text/html",
+        headers={"Content-Security-Policy": _SEARCH_PAGE_POLICY, "X-Content-Type-Options": "nosniff"},
+    )
+
+
+search_page_assets = create_static_files_router(
+    path=SEARCH_PAGE_ASSETS_PATH,
+    directories=[SEARCH_PAGE_ASSETS],
+    cache_control=_REVALIDATE,
+    include_in_schema=False,
+    opt={"exclude_from_auth": True},
+    name="search_page_assets",
+)
