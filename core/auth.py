@@ -17,11 +17,11 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from litestar.connection import ASGIConnection
 from litestar.middleware.authentication import AuthenticationResult
-from litestar.openapi.spec import Operation
 from litestar.security.jwt import JWTAuthenticationMiddleware
 
 from core.cache import Cache
 from core.errors import TooManyRequests
+from core.openapi import BEARER_SCHEME, BearerOperation
 
 logger = logging.getLogger("clipdex.auth")
 
@@ -121,7 +121,7 @@ class OptionalBearerAuthMiddleware(JWTAuthenticationMiddleware):
 
 
 @dataclass
-class PublicOperation(Operation):
+class PublicOperation(BearerOperation):
     """The OpenAPI operation of an endpoint that needs no token (pass it as `operation_class`).
 
     The JWT auth declares the bearer scheme API-wide, and Litestar leaves a handler's empty `security`
@@ -130,4 +130,17 @@ class PublicOperation(Operation):
     """
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         self.security = []
+
+
+@dataclass
+class OptionalAuthOperation(BearerOperation):
+    """The OpenAPI operation of an `auth_optional` endpoint: anonymous, or with a valid bearer token.
+
+    The empty requirement `{}` beside the bearer one is how OpenAPI says the token may be left out.
+    """
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.security = [{}, {BEARER_SCHEME: []}]

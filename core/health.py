@@ -1,4 +1,4 @@
-"""Liveness and readiness endpoints for load balancers and orchestrators."""
+"""Operations endpoints: liveness and readiness for load balancers and orchestrators, metrics for Prometheus."""
 
 from __future__ import annotations
 
@@ -10,7 +10,10 @@ from typing import Literal
 import msgspec
 from litestar import Response, get
 from litestar.di import NamedDependency
+from litestar.enums import MediaType
 from litestar.openapi import ResponseSpec
+from litestar.openapi.spec import Example
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from core.auth import PublicOperation
 
@@ -73,7 +76,30 @@ async def _run_check(name: str, check: ReadinessCheck) -> DependencyStatus:
     tags=["operations"],
     security=[],
     operation_class=PublicOperation,
-    responses={503: ResponseSpec(data_container=Readiness, description="A dependency is failing")},
+    responses={
+        503: ResponseSpec(
+            data_container=Readiness,
+            description="A dependency is failing",
+            generate_examples=False,
+            examples=[
+                Example(
+                    id="database-failing",
+                    summary="The database cannot be opened",
+                    value={
+                        "status": "unavailable",
+                        "dependencies": {
+                            "database": {
+                                "status": "failing",
+                                "error": "OperationalError: unable to open database file",
+                            },
+                            "cache": {"status": "ok"},
+                            "search_index": {"status": "ok", "details": {"pending": 0}},
+                        },
+                    },
+                )
+            ],
+        )
+    },
 )
 async def ready(readiness_checks: NamedDependency[dict[str, ReadinessCheck]]) -> Response[Readiness]:
     names = list(readiness_checks)
@@ -85,3 +111,19 @@ async def ready(readiness_checks: NamedDependency[dict[str, ReadinessCheck]]) ->
         Readiness(status="ready" if healthy else "unavailable", dependencies=dependencies),
         status_code=200 if healthy else 503,
     )
+
+
+@get(
+    "/metrics",
+    summary="Prometheus metrics (text exposition format)",
+    tags=["operations"],
+    media_type=MediaType.TEXT,
+    operation_class=PublicOperation,
+    sync_to_thread=False,
+)
+def metrics() -> Response[str]:
+    """The counters and histograms of this process (clipdex_* and the Python runtime's), for scraping.
+
+    Public like /health: the JWT auth excludes it, as scrapers carry no token.
+    """
+    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
