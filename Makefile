@@ -7,7 +7,9 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
-WORKERS ?= 2
+# serve-production's worker count; empty: 1 on the embedded backends, 2 on the shared ones (README: Production).
+WORKERS ?=
+MIGRATE := $(BIN)/piccolo migrations forwards all
 # The local Upstash-compatible servers (upstash_local/): a development token, never a real one.
 UPSTASH_DEV_TOKEN ?= clipdex-local-dev-token
 UPSTASH_REDIS_PORT ?= 8079
@@ -24,7 +26,7 @@ $(INSTALLED): pyproject.toml
 	touch $(INSTALLED)
 
 migrate: $(INSTALLED)
-	$(BIN)/piccolo migrations forwards all
+	$(MIGRATE)
 
 seed: migrate
 	$(BIN)/litestar --app app:create_app seed
@@ -32,7 +34,10 @@ seed: migrate
 reindex: migrate
 	$(BIN)/litestar --app app:create_app reindex
 
-run: migrate
+# The start-up check first: a search index another clipdex holds is one line, before anything else runs.
+run: $(INSTALLED)
+	$(BIN)/python -m core.startup --workers 1 >/dev/null
+	$(MIGRATE)
 	$(BIN)/litestar --app app:create_app seed --if-empty
 	$(BIN)/litestar --app app:create_app run --reload --host $(HOST) --port $(PORT)
 
@@ -60,10 +65,14 @@ bench: $(INSTALLED)
 		|| (sudo apt-get update -q && sudo apt-get install -y -q wrk)
 	$(BIN)/python -m bench $(if $(QUICK),--quick)
 
+# The start-up check refuses, in one line, what the settings cannot serve (WORKERS=4 on the embedded
+# index, an Upstash Vector index of the wrong shape) before anything is migrated or forked; it prints
+# how many workers to start.
 serve-production: $(INSTALLED)
-	APP_ENV=production $(BIN)/piccolo migrations forwards all
-	APP_ENV=production $(BIN)/uvicorn --factory app:create_app --host $(HOST) --port $(PORT) \
-		--workers $(WORKERS) --no-access-log --proxy-headers
+	workers=$$(APP_ENV=production $(BIN)/python -m core.startup --workers '$(WORKERS)') \
+		&& APP_ENV=production $(MIGRATE) \
+		&& APP_ENV=production exec $(BIN)/uvicorn --factory app:create_app --host $(HOST) --port $(PORT) \
+			--workers $$workers --no-access-log --proxy-headers
 
 # Upstash Redis's REST API on http://127.0.0.1:8079, in front of the Redis at REDIS_URL.
 upstash-redis: $(INSTALLED)

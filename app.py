@@ -34,6 +34,7 @@ from core.observability import (
 from core.outbox import OutboxLag, OutboxRelay, outbox_lag
 from core.settings import Settings, load_settings_or_exit
 from core.single_flight import SingleFlight
+from core.startup import OneLineStartupApp, open_search_index
 from core.vectors import VectorIndex, build_vector_index
 from features.search import search
 from features.users import users
@@ -99,7 +100,7 @@ def create_app(
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         await open_database(engine, settings)
         await cache.open()
-        await vector_index.open()
+        await open_search_index(vector_index, settings)
         silence_server_access_log()
         try:
             async with (
@@ -118,7 +119,7 @@ def create_app(
     def provide(value: object) -> Provide:
         return Provide(lambda: value, use_cache=True, sync_to_thread=False)
 
-    app = Litestar(
+    app = OneLineStartupApp(
         route_handlers=[
             health,
             ready,
@@ -160,7 +161,7 @@ def create_app(
         },
         lifespan=[lifespan],
         plugins=[
-            videos.DemoSeedCommand(engine, passwords),
+            videos.DemoSeedCommand(engine, passwords, settings),
             search.ReindexCommand(indexer, vector_index, engine, settings),
         ],
         on_app_init=[jwt_auth.on_app_init],

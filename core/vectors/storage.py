@@ -286,6 +286,24 @@ def read_journal(path: Path) -> tuple[int, list[JournalOp], int, int]:
     return generation, ops, position, len(raw)
 
 
+def held_elsewhere(directory: Path) -> bool:
+    """Whether an open index (of another process, or another in this one) holds `directory`'s LOCK.
+
+    A probe for start-up checks: it takes the lock and lets it go at once, and creates nothing.
+    """
+    try:
+        lock = open(directory / "LOCK", "rb")  # noqa: SIM115 - closed below
+    except FileNotFoundError:
+        return False
+    with lock:
+        try:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+    return False
+
+
 class DiskStore:
     """The snapshot and journal under one directory, owned by one open index at a time."""
 

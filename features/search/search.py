@@ -39,7 +39,8 @@ from core.database import close_database, open_database, write_transaction
 from core.errors import InvalidInput, NotFound, Problem, problem_responses
 from core.outbox import OutboxEvent, publish
 from core.settings import Settings
-from core.vectors import QueryResult, VectorIndex, VectorStoreLockedError
+from core.startup import SearchIndexHeld, open_search_index, run_command
+from core.vectors import QueryResult, VectorIndex
 from features.users.users import User
 from features.videos.videos import VIDEO_CHANGES, Video, VideoReads, VideoSummary, can_see, videos_by_ids
 
@@ -538,8 +539,8 @@ class ReindexCommand(CLIPluginProtocol):
         await open_database(self._engine, self._settings)
         try:
             try:
-                await self._index.open()
-            except VectorStoreLockedError:
+                await open_search_index(self._index, self._settings)
+            except SearchIndexHeld:
                 queued = await self._indexer.queue_all(self._engine)
                 return f"The index is open in a running clipdex: queued {queued} videos for it (see /ready)."
             try:
@@ -552,7 +553,7 @@ class ReindexCommand(CLIPluginProtocol):
     def on_cli_init(self, cli: Group) -> None:
         @cli.command(name="reindex", help="Rebuild the search index from the database (idempotent).")
         def reindex() -> None:
-            click.echo(asyncio.run(self.run()))
+            click.echo(run_command(self.run()))
 
 
 # ---------------------------------------------------------------- the search page

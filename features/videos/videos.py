@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import click
 import msgspec
 from click import Group
-from litestar import Litestar, Request, Response, Router, delete, get, patch, post
+from litestar import Request, Response, Router, delete, get, patch, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.plugins import CLIPluginProtocol
@@ -42,7 +42,7 @@ from rich.progress import Progress
 from core.auth import Passwords
 from core.background import repeating
 from core.cache import Cache, CacheStatus, ReadThroughCache
-from core.database import owns_tables, write_transaction
+from core.database import close_database, open_database, owns_tables, write_transaction
 from core.errors import Forbidden, InvalidInput, NotFound, problem_responses
 from core.outbox import publish
 from core.settings import Settings
@@ -923,19 +923,31 @@ async def seed_demo_catalogue(
 
 
 class DemoSeedCommand(CLIPluginProtocol):
-    """`litestar seed`: load the demo catalogue (see README)."""
+    """`litestar seed`: load the demo catalogue (see README).
 
-    def __init__(self, engine: Engine, passwords: Passwords) -> None:
+    It writes the database only: like every video write, each one records an outbox change, and the
+    app's relay indexes it, whether that app is running now (it holds the embedded index: this command
+    could not open it) or starts later.
+    """
+
+    def __init__(self, engine: Engine, passwords: Passwords, settings: Settings) -> None:
         self._engine = engine
         self._passwords = passwords
+        self._settings = settings
+
+    async def run(self, *, only_if_empty: bool) -> int:
+        await open_database(self._engine, self._settings)
+        try:
+            return await seed_demo_catalogue(self._engine, self._passwords, only_if_empty=only_if_empty)
+        finally:
+            await close_database(self._engine)
 
     def on_cli_init(self, cli: Group) -> None:
         @cli.command(name="seed", help="Create the demo user and the demo catalogue (idempotent).")
         @click.option("--if-empty", is_flag=True, help="Only seed when there are no videos at all.")
-        def seed(app: Litestar, if_empty: bool) -> None:
-            async def run() -> int:
-                async with app.lifespan():
-                    return await seed_demo_catalogue(self._engine, self._passwords, only_if_empty=if_empty)
-
-            added = asyncio.run(run())
-            click.echo(f"Demo catalogue: {added} videos added (log in as {DEMO_USERNAME} / {DEMO_PASSWORD}).")
+        def seed(if_empty: bool) -> None:
+            added = asyncio.run(self.run(only_if_empty=if_empty))
+            line = f"Demo catalogue: {added} videos added (log in as {DEMO_USERNAME} / {DEMO_PASSWORD})"
+            if added:
+                line += "; clipdex indexes them for search in the background (see /ready)"
+            click.echo(line + ".")
