@@ -177,7 +177,8 @@ def create_app(
         exception_handlers=EXCEPTION_HANDLERS,
         cors_config=CORSConfig(
             allow_origins=list(settings.cors_allow_origins),
-            expose_headers=["X-Request-ID", "Retry-After", "X-Cache"],
+            # ETag: a browser client needs it to send If-None-Match (a 304 instead of the whole video).
+            expose_headers=["X-Request-ID", "Retry-After", "X-Cache", "ETag"],
         )
         if settings.cors_allow_origins
         else None,

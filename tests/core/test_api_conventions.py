@@ -369,6 +369,9 @@ async def test_cors_preflight_is_allowed_for_a_configured_origin(serve):
     assert allowed.headers["access-control-allow-origin"] == "https://app.example"
     assert "access-control-allow-origin" not in other.headers
     assert simple.headers["access-control-allow-origin"] == "https://admin.example"
+    # What a browser client may read: the request id, a retry delay, the cache status, the ETag.
+    exposed = {name.strip().lower() for name in simple.headers["access-control-expose-headers"].split(",")}
+    assert {"x-request-id", "retry-after", "x-cache", "etag"} <= exposed
 
 
 async def test_no_cors_headers_without_configured_origins(serve):
