@@ -16,7 +16,7 @@ UPSTASH_REDIS_PORT ?= 8079
 UPSTASH_VECTOR_PORT ?= 8080
 REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: run test chromium lint migrate seed reindex bench serve-production upstash-redis upstash-vector clean
+.PHONY: run test chromium lint migrate seed reindex bench screenshot serve-production upstash-redis upstash-vector clean
 
 $(INSTALLED): pyproject.toml
 	# A venv left half-made by an interrupted run has no pip: make it afresh.
@@ -64,6 +64,11 @@ bench: $(INSTALLED)
 	command -v wrk >/dev/null || apt-get install -y -q wrk || (apt-get update -q && apt-get install -y -q wrk) \
 		|| (sudo apt-get update -q && sudo apt-get install -y -q wrk)
 	$(BIN)/python -m bench $(if $(QUICK),--quick)
+
+# docs/search-page.png, the README's picture of the search page: a fresh copy of the demo catalogue
+# served and searched in the browser the tests use (Debian's Chromium, nothing leaves loopback).
+screenshot: $(INSTALLED) chromium
+	$(BIN)/python -m tests.search_page_screenshot docs/search-page.png
 
 # The start-up check refuses, in one line, what the settings cannot serve (WORKERS=4 on the embedded
 # index, an Upstash Vector index of the wrong shape) before anything is migrated or forked; it prints

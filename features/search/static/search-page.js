@@ -10,11 +10,13 @@ const SUGGESTION_COUNT = 8;
 const SUGGEST_DELAY_MS = 120;
 const TOKEN_KEY = "clipdex.session";
 
-// Used when the API sends no duration facet: the same three ranges, without counts.
+// The API's duration buckets (bounds inclusive, in seconds), shown before its first facet counts
+// arrive and whenever it sends none.
 const DURATION_RANGES = [
-  { bucket: "short", label: "Under 4 min", min: null, max: 240 },
-  { bucket: "medium", label: "4-20 min", min: 240, max: 1200 },
-  { bucket: "long", label: "Over 20 min", min: 1200, max: null },
+  { bucket: "under_5_min", label: "Under 5 min", min: null, max: 299 },
+  { bucket: "5_to_20_min", label: "5-20 min", min: 300, max: 1199 },
+  { bucket: "20_to_60_min", label: "20-60 min", min: 1200, max: 3599 },
+  { bucket: "over_60_min", label: "Over 60 min", min: 3600, max: null },
 ];
 
 const $ = (id) => document.getElementById(id);
@@ -26,6 +28,7 @@ const elements = {
   tagChips: $("tag-chips"),
   durationChips: $("duration-chips"),
   tagsHeading: $("tags-heading"),
+  facetScope: $("facet-scope"),
   results: $("results"),
   problem: $("problem"),
   correction: $("correction"),
@@ -275,7 +278,8 @@ function clearProblem() {
 // ------------------------------------------------------------------ search
 
 function durationRange() {
-  return state.durationRanges.find((range) => range.bucket === state.duration) ?? null;
+  const chosen = (range) => range.bucket === state.duration;
+  return state.durationRanges.find(chosen) ?? DURATION_RANGES.find(chosen) ?? null;
 }
 
 function searchParameters() {
@@ -375,13 +379,10 @@ function showResults(page) {
   showCorrection(page.corrected_query);
   showFacets(page.facets, items);
   const first = state.page * PAGE_SIZE + 1;
-  const counted = page.candidate_count ?? page.facets?.candidate_count ?? page.total ?? null;
   if (!items.length) {
     elements.status.textContent = state.page ? "No more results." : "No videos match. Try other words or fewer filters.";
   } else {
-    const range = `${first}-${first + items.length - 1}`;
-    const of = Number.isInteger(counted) ? ` of ${whole.format(counted)}` : "";
-    elements.status.textContent = `Results ${range}${of}`;
+    elements.status.textContent = `Results ${first}-${first + items.length - 1}`;
   }
   elements.list.replaceChildren(...items.map(resultItem));
   elements.pager.hidden = !(state.page > 0 || page.next_cursor);
@@ -445,8 +446,9 @@ function resultItem(hit, index) {
   heading.append(link);
 
   const meta = element("p", "meta");
-  const length = element("span", "", clock(hit.duration_seconds));
-  length.setAttribute("aria-label", spokenDuration(hit.duration_seconds));
+  const length = element("time", "", clock(hit.duration_seconds));
+  length.dateTime = `PT${hit.duration_seconds}S`;
+  length.title = spokenDuration(hit.duration_seconds);
   meta.append(
     length,
     element("span", "", plural(hit.view_count, "view")),
@@ -494,8 +496,8 @@ function chip(label, count, pressed, onClick) {
   button.append(element("span", "chip-label", label));
   if (Number.isInteger(count)) {
     const badge = element("span", "chip-count", compact.format(count));
-    badge.setAttribute("aria-label", `${count} video${count === 1 ? "" : "s"}`);
-    button.append(badge);
+    badge.setAttribute("aria-hidden", "true");
+    button.append(badge, element("span", "visually-hidden", `, ${count} video${count === 1 ? "" : "s"}`));
   }
   button.addEventListener("click", onClick);
   item.append(button);
@@ -509,11 +511,14 @@ function tagCountsFrom(items) {
 }
 
 function rangeOf(bucket) {
-  // A facet bucket may say its own bounds; otherwise it is one of the page's named ranges.
+  // The bucket says its own bounds (min_duration, max_duration: the filters that select it).
   const known = DURATION_RANGES.find((range) => range.bucket === bucket.bucket);
-  const min = bucket.min ?? bucket.min_seconds ?? known?.min ?? null;
-  const max = bucket.max ?? bucket.max_seconds ?? known?.max ?? null;
-  return { bucket: String(bucket.bucket), label: bucket.label ?? known?.label ?? String(bucket.bucket), min, max };
+  return {
+    bucket: String(bucket.bucket),
+    label: known?.label ?? String(bucket.bucket).replaceAll("_", " "),
+    min: bucket.min_duration ?? known?.min ?? null,
+    max: bucket.max_duration ?? known?.max ?? null,
+  };
 }
 
 function showFacets(facets, items) {
@@ -522,6 +527,9 @@ function showFacets(facets, items) {
   const fromApi = Array.isArray(facets?.tags);
   const tags = (fromApi ? facets.tags : tagCountsFrom(items)).slice(0, 14);
   elements.tagsHeading.textContent = fromApi ? "Tags" : "Tags on this page";
+  elements.facetScope.textContent = Number.isInteger(facets?.candidates)
+    ? `Counted over the best ${whole.format(facets.candidates)} matches.`
+    : "";
   if (state.tag && !tags.some((tag) => tag.value === state.tag)) tags.unshift({ value: state.tag, count: null });
   elements.tagChips.replaceChildren(
     ...tags.map((tag) =>
@@ -532,8 +540,15 @@ function showFacets(facets, items) {
     ),
   );
 
+  // Buckets come most frequent first, and only those with videos: shown shortest first.
   const buckets = Array.isArray(facets?.duration) ? facets.duration : null;
-  if (buckets) state.durationRanges = buckets.map(rangeOf);
+  if (buckets) {
+    state.durationRanges = buckets.map(rangeOf).sort((a, b) => (a.min ?? 0) - (b.min ?? 0));
+    if (state.duration && !state.durationRanges.some((range) => range.bucket === state.duration)) {
+      const chosen = DURATION_RANGES.find((range) => range.bucket === state.duration);
+      if (chosen) state.durationRanges.unshift(chosen);
+    }
+  }
   const counts = new Map((buckets ?? []).map((bucket) => [String(bucket.bucket), bucket.count]));
   elements.durationChips.replaceChildren(
     ...state.durationRanges.map((range) =>
