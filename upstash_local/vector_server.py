@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
-import binascii
 import hmac
 import logging
 import os
@@ -189,21 +187,6 @@ def _id(value: str | int) -> str:
 
 def _ids(value: list[str | int] | str | int) -> list[str]:
     return [_id(item) for item in value] if isinstance(value, list) else [_id(value)]
-
-
-def encode_cursor(next_id: str) -> str:
-    """The engine continues a range at an id; Upstash clients start ranges with "" or "0", which could
-    be ids too, so the id travels base64url-encoded (never "0": a byte encodes to two characters)."""
-    return base64.urlsafe_b64encode(next_id.encode()).decode().rstrip("=") if next_id else ""
-
-
-def decode_cursor(cursor: str) -> str:
-    if cursor in ("", "0"):
-        return ""
-    try:
-        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise UpstashHTTPError(400, f"Invalid cursor: {cursor!r}") from None
 
 
 @dataclass
@@ -480,7 +463,7 @@ class VectorServer:
     async def _range(self, body: Any, namespace: str, _: dict[str, list[str]]) -> dict[str, Any]:
         wanted = _parse(body, RangeBody)
         page = await self.index.range(
-            cursor=decode_cursor(wanted.cursor),
+            cursor=wanted.cursor,  # the engine's cursors are Upstash's: positions, "0" to start
             limit=wanted.limit,
             prefix=wanted.prefix,
             include_metadata=wanted.include_metadata,
@@ -488,7 +471,7 @@ class VectorServer:
             include_data=wanted.include_data,
             namespace=namespace,
         )
-        return {"nextCursor": encode_cursor(page.next_cursor), "vectors": page.vectors}
+        return {"nextCursor": page.next_cursor, "vectors": page.vectors}
 
     async def _info(self, _: Any, __: str, ___: dict[str, list[str]]) -> dict[str, Any]:
         info = await self.index.info()

@@ -2,10 +2,10 @@
 
 A namespace below `ann_min_rows` records is searched exactly: a matrix-vector product and a partial
 sort. A larger one keeps an HNSW graph (usearch) whose candidates are rescored exactly, so every
-score is the exact one (float64 from the stored vector) and only recall is approximate. A filter
-becomes a boolean mask over rows; a filtered query returns k matches whenever k exist (exact over
-the passing rows when the graph cannot find them). Masks are cached per (namespace, filter) and kept
-current by every write. CPU work runs in a worker thread (numpy releases the GIL) under one lock per index, so
+score is the exact one (float64 from the stored vector, reported as float32 as Upstash does) and
+only recall is approximate. A filter becomes a boolean mask over rows; a filtered query returns k
+matches whenever k exist (exact over the passing rows when the graph cannot find them). Masks are
+cached per (namespace, filter) and kept current by every write. CPU work runs in a worker thread (numpy releases the GIL) under one lock per index, so
 the event loop stays free; embedding runs outside the lock. With a `path`, every write is journaled
 and fsynced before it returns (see storage.py).
 """

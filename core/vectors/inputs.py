@@ -13,6 +13,7 @@ import msgspec
 import numpy as np
 
 from core.vectors.records import MAX_SPARSE_DIMENSIONS, SparseVector, VectorIndexError
+from core.vectors.reported import shortest
 from core.vectors.sparse import Sparse
 
 _INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
@@ -75,7 +76,9 @@ def dense(vector: Any, dimension: int, similarity: str) -> np.ndarray:
 
 
 def sparse(vector: Any, *, limit: bool = True) -> Sparse:
-    """Sorted int32 dimensions and float32 values: equal lengths, distinct dimensions, finite values."""
+    """Sorted, distinct int32 dimensions and finite float32 values. A dimension given more than once
+    holds the sum of its values: Upstash accepts repeats without documenting what it does with them,
+    and a sum keeps the inner product with the vector as written (each pair contributes)."""
     if not isinstance(vector, SparseVector):
         raise VectorIndexError(f"a sparse vector must be a SparseVector, not {type(vector).__name__}")
     indices, values = vector.indices, vector.values
@@ -84,10 +87,6 @@ def sparse(vector: Any, *, limit: bool = True) -> Sparse:
     if len(indices) != len(values):
         raise VectorIndexError(
             f"a sparse vector needs as many values as indices: {len(indices)} indices, {len(values)} values"
-        )
-    if limit and len(indices) > MAX_SPARSE_DIMENSIONS:
-        raise VectorIndexError(
-            f"a sparse vector may have at most {MAX_SPARSE_DIMENSIONS} non-zero dimensions"
         )
     if any(
         isinstance(i, bool) or not isinstance(i, int) or not _INT32_MIN <= i <= _INT32_MAX for i in indices
@@ -104,7 +103,15 @@ def sparse(vector: Any, *, limit: bool = True) -> Sparse:
     order = np.argsort(index_array, kind="stable")
     index_array, value_array = index_array[order], value_array.reshape(-1)[order]
     if len(index_array) > 1 and (np.diff(index_array) == 0).any():
-        raise VectorIndexError("a sparse vector must not repeat an index")
+        index_array, starts = np.unique(index_array, return_index=True)
+        with np.errstate(over="ignore"):
+            value_array = np.add.reduceat(value_array.astype(np.float64), starts).astype(np.float32)
+        if not np.isfinite(value_array).all():
+            raise VectorIndexError("sparse values must be finite numbers (a repeated index's sum too)")
+    if limit and len(index_array) > MAX_SPARSE_DIMENSIONS:
+        raise VectorIndexError(
+            f"a sparse vector may have at most {MAX_SPARSE_DIMENSIONS} non-zero dimensions"
+        )
     return index_array, value_array
 
 
@@ -142,4 +149,5 @@ def merge_patch(target: Any, patch: Any) -> Any:
 
 
 def sparse_vector(arrays: Sparse) -> SparseVector:
-    return SparseVector(indices=arrays[0].tolist(), values=arrays[1].tolist())
+    """A sparse vector as a read shows it: float32 values written shortest (reported.py)."""
+    return SparseVector(indices=arrays[0].tolist(), values=shortest(arrays[1]).tolist())

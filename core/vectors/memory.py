@@ -4,7 +4,6 @@ calls it under its lock, with input already checked."""
 
 from __future__ import annotations
 
-import bisect
 from typing import Any
 
 import numpy as np
@@ -19,9 +18,11 @@ from core.vectors.records import (
     QueryResult,
     RangeResult,
     SparseVector,
+    VectorIndexError,
     VectorRecord,
 )
-from core.vectors.scoring import Hits, fuse_dbsf, fuse_rrf
+from core.vectors.reported import shortest
+from core.vectors.scoring import FUSION_DEPTH, Ranking, fuse, ranked
 from core.vectors.sparse import Sparse, idf, query_weights
 from core.vectors.storage import (
     DeleteOp,
@@ -35,6 +36,8 @@ from core.vectors.storage import (
 
 # What a read shows of a record beyond its id: (vectors, metadata, data).
 Include = tuple[bool, bool, bool]
+# ... and those parts of one record: (dense vector, sparse vector, metadata, data).
+Parts = tuple[list[float] | None, SparseVector | None, dict[str, Any] | None, str | None]
 
 
 class MemoryIndex:
@@ -148,64 +151,73 @@ class MemoryIndex:
             weights = [idf(frequencies.get(term, 0), len(space)) for term in sparse[0].tolist()]
             sparse = (sparse[0], sparse[1] * np.array(weights, np.float32))
         allowed = space.allowed(filter, predicate) if predicate is not None else None
-        rankings: list[Hits] = []
-        if dense is not None:
-            rankings.append(space.dense_top(dense, top_k, allowed, self.config.similarity))
-        if sparse is not None:
-            rankings.append(space.sparse_top(sparse, top_k, allowed))
-        for ranking in rankings:  # equal scores rank by id, so fused ranks and pages are stable
-            ranking.sort(key=lambda hit: (-hit[1], space.ids[hit[0]]))
-        if len(rankings) == 2:
-            hits = list((fuse_rrf if fusion == "RRF" else fuse_dbsf)(*rankings).items())
-            hits.sort(key=lambda hit: (-hit[1], space.ids[hit[0]]))
+        # A hybrid query fuses deeper lists than it returns (see scoring.FUSION_DEPTH).
+        depth = max(top_k, FUSION_DEPTH) if dense is not None and sparse is not None else top_k
+        dense_hits = (
+            space.dense_top(dense, depth, allowed, self.config.similarity) if dense is not None else None
+        )
+        sparse_hits = space.sparse_top(sparse, depth, allowed) if sparse is not None else None
+        if dense_hits is not None and sparse_hits is not None:
+            rows, fused = fuse(dense_hits, sparse_hits, fusion)
+            best = ranked(fused, space.sequences[rows], top_k)
+            hits = Ranking(rows[best], fused[best])
         else:
-            hits = rankings[0]
+            hits = dense_hits if dense_hits is not None else sparse_hits
+            assert hits is not None  # the encoder always gives a query part
+        parts = self._parts(space, hits.rows, include)
+        scores = shortest(hits.scores).tolist()
+        ids = [space.ids[row] or "" for row in hits.rows.tolist()]
+        return [QueryResult(id, score, *part) for id, score, part in zip(ids, scores, parts, strict=True)]
+
+    def _parts(self, space: Namespace, rows: np.ndarray, include: Include) -> list[Parts]:
+        """(vector, sparse vector, metadata, data) of each row, as a read shows them: numbers in their
+        shortest form (reported.py), all rows' vectors converted in one go."""
+        vectors, metadata, data = include
+        rows_list = rows.tolist()
+        dense: list[Any] = [None] * len(rows_list)
+        sparse: list[Any] = [None] * len(rows_list)
+        if vectors and self.dense and rows_list:
+            dense = shortest(space.matrix[rows]).tolist()
+        if vectors and self.sparse:
+            sparse = _sparse_vectors([space.sparse[row] for row in rows_list])
         return [
-            QueryResult(space.ids[row] or "", score, *self._parts(space, row, include))
-            for row, score in hits[:top_k]
+            (
+                dense[position],
+                sparse[position],
+                inputs.copied(space.metadata[row]) if metadata else None,
+                space.data[row] if data else None,
+            )
+            for position, row in enumerate(rows_list)
         ]
 
-    def _parts(
-        self, space: Namespace, row: int, include: Include
-    ) -> tuple[list[float] | None, SparseVector | None, dict[str, Any] | None, str | None]:
-        vectors, metadata, data = include
-        sparse = space.sparse[row]
-        return (
-            space.matrix[row].tolist() if vectors and self.dense else None,
-            inputs.sparse_vector(sparse) if vectors and sparse is not None else None,
-            inputs.copied(space.metadata[row]) if metadata else None,
-            space.data[row] if data else None,
-        )
-
-    def record(self, space: Namespace, row: int, include: Include) -> VectorRecord:
-        return VectorRecord(space.ids[row] or "", *self._parts(space, row, include))
+    def records(self, space: Namespace, ids: list[str | None], include: Include) -> list[VectorRecord | None]:
+        """The records of `ids` (None where an id is absent), in that order."""
+        found = [(position, space.rows.get(id)) for position, id in enumerate(ids) if id is not None]
+        present = [(position, row) for position, row in found if row is not None]
+        parts = self._parts(space, np.array([row for _, row in present], np.int64), include)
+        out: list[VectorRecord | None] = [None] * len(ids)
+        for (position, row), part in zip(present, parts, strict=True):
+            out[position] = VectorRecord(space.ids[row] or "", *part)
+        return out
 
     def fetch(
         self, namespace: str, ids: list[str] | None, prefix: str, include: Include
     ) -> list[VectorRecord | None]:
         space = self.get(namespace)
-        wanted = ids if ids is not None else self.with_prefix(namespace, prefix)
-        rows = [space.rows.get(id) for id in wanted]
-        return [None if row is None else self.record(space, row, include) for row in rows]
+        wanted: list[str | None] = list(ids) if ids is not None else list(space.with_prefix(prefix))
+        return self.records(space, wanted, include)
 
-    def with_prefix(
-        self, namespace: str, prefix: str, start: str = "", limit: int | None = None
-    ) -> list[str]:
-        """Ids starting with `prefix`, in order, from `start` on, at most `limit` of them."""
-        ids = self.get(namespace).sorted_ids()
-        found: list[str] = []
-        for position in range(bisect.bisect_left(ids, max(prefix, start)), len(ids)):
-            if not ids[position].startswith(prefix) or (limit is not None and len(found) == limit):
-                break
-            found.append(ids[position])
-        return found
+    def with_prefix(self, namespace: str, prefix: str) -> list[str]:
+        """Ids starting with `prefix`, in insertion order."""
+        return self.get(namespace).with_prefix(prefix)
 
     def range(self, namespace: str, cursor: str, limit: int, prefix: str, include: Include) -> RangeResult:
+        """A page in insertion order; the cursor is the sequence number to continue from (see order.py)."""
+        start = _cursor_sequence(cursor)
         space = self.get(namespace)
-        # One more than the page: the id the next page starts at, which is the cursor.
-        page = self.with_prefix(namespace, prefix, cursor, limit + 1)
-        records = [self.record(space, space.rows[id], include) for id in page[:limit]]
-        return RangeResult(next_cursor=page[limit] if len(page) > limit else "", vectors=records)
+        page, following = space.walk(start, limit, prefix)
+        records = [record for record in self.records(space, list(page), include) if record is not None]
+        return RangeResult(next_cursor="" if following is None else str(following), vectors=records)
 
     def query_vector(self, namespace: str, text: str) -> SparseVector:
         space = self.get(namespace)
@@ -221,3 +233,30 @@ class MemoryIndex:
             index_type=self.config.index_type,
             namespaces={name: NamespaceInfo(len(space)) for name, space in sorted(self.namespaces.items())},
         )
+
+
+def _sparse_vectors(parts: list[Sparse | None]) -> list[SparseVector | None]:
+    """Sparse vectors for a read, every row's values written shortest in one conversion."""
+    present = [part for part in parts if part is not None]
+    if not present:
+        return [None] * len(parts)
+    values = shortest(np.concatenate([part[1] for part in present])).tolist()
+    out: list[SparseVector | None] = []
+    start = 0
+    for part in parts:
+        if part is None:
+            out.append(None)
+            continue
+        end = start + len(part[1])
+        out.append(SparseVector(indices=part[0].tolist(), values=values[start:end]))
+        start = end
+    return out
+
+
+def _cursor_sequence(cursor: str) -> int:
+    """The sequence number a range cursor names: "" (and Upstash's "0") start at the beginning."""
+    if not cursor:
+        return 0
+    if not cursor.isascii() or not cursor.isdigit():
+        raise VectorIndexError(f'invalid cursor: {cursor!r} (pass back a next_cursor, or "" to start)')
+    return int(cursor)

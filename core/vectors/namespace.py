@@ -14,6 +14,7 @@ k are found, or exactly if they still are not: a filtered query returns k hits w
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import math
 from collections import OrderedDict
@@ -24,7 +25,8 @@ import numpy as np
 
 from core.vectors.ann import AnnIndex, AnnSettings
 from core.vectors.filters import Predicate
-from core.vectors.scoring import Hits, dense_scores, ranking_keys, top_indices
+from core.vectors.order import InsertionOrder
+from core.vectors.scoring import Ranking, candidate_pool, dense_scores, ranked, ranking_keys
 from core.vectors.sparse import InvertedIndex, Sparse
 from core.vectors.storage import NamespaceState
 
@@ -59,6 +61,7 @@ class Namespace:
         self.has_sparse = sparse
         self.options = options or DenseOptions()
         self.dtype = np.dtype(self.options.precision)
+        self.order = InsertionOrder()
         self.clear()
 
     def clear(self) -> None:
@@ -74,6 +77,8 @@ class Namespace:
         self.ann: AnnIndex | None = None
         self._stale: set[int] = set()  # rows whose vector the graph does not have yet
         self.live = np.zeros(0, bool)
+        self.sequences = np.zeros(0, np.int64)  # per slot: the record's place in the insertion order
+        self.order.clear()
         self.postings = InvertedIndex()
         # filter text -> (predicate, mask over slots); kept up to date by every write.
         self._masks: OrderedDict[str, tuple[Predicate, np.ndarray]] = OrderedDict()
@@ -102,6 +107,7 @@ class Namespace:
             row = self._allocate()
             self.rows[id] = row
             self.ids[row] = id
+            self.sequences[row] = self.order.append(id)
             self._sorted_ids = None
         elif self.sparse[row] is not None:
             self.postings.remove(row, self.sparse[row])
@@ -151,6 +157,7 @@ class Namespace:
         if sparse is not None:
             self.postings.remove(row, sparse)
         self._text_size -= len(self.data[row] or "")
+        self.order.remove(int(self.sequences[row]))
         self.ids[row] = self.metadata[row] = self.data[row] = self.sparse[row] = None
         self.live[row] = False
         self.norms[row] = 0
@@ -188,6 +195,7 @@ class Namespace:
         self.matrix = grown(self.matrix)
         self.norms = grown(self.norms)
         self.live = grown(self.live)
+        self.sequences = grown(self.sequences)
         for text, (predicate, mask) in self._masks.items():
             self._masks[text] = (predicate, grown(mask))
 
@@ -207,6 +215,33 @@ class Namespace:
             self._sorted_ids = sorted(self.rows)
         return self._sorted_ids
 
+    def with_prefix(self, prefix: str) -> list[str]:
+        """Ids starting with `prefix`, in insertion order."""
+        if not prefix:
+            return self.order.page(0, len(self.rows))[0]
+        ids = self.sorted_ids()
+        first, end = _prefix_span(ids, prefix)
+        return sorted(ids[first:end], key=lambda id: self.sequences[self.rows[id]])
+
+    def walk(self, start: int, limit: int, prefix: str) -> tuple[list[str], int | None]:
+        """Up to `limit` ids in insertion order from sequence number `start` (those starting with
+        `prefix`), and where the next page starts (None after the last)."""
+        if not prefix:
+            return self.order.page(start, limit)
+        ids = self.sorted_ids()
+        first, end = _prefix_span(ids, prefix)
+        # Sorting the m matching ids by sequence costs ~m; scanning the insertion order for them
+        # costs ~limit * n / m. Either way a page never costs a pass over a large namespace.
+        if (end - first) ** 2 > (limit + 1) * len(ids):
+            return self.order.page(start, limit, lambda id: id.startswith(prefix))
+        matching = sorted(
+            (sequence, id)
+            for id in ids[first:end]
+            if (sequence := int(self.sequences[self.rows[id]])) >= start
+        )
+        page = [id for _, id in matching[:limit]]
+        return page, matching[limit][0] if len(matching) > limit else None
+
     def allowed(self, text: str, predicate: Predicate) -> np.ndarray:
         """Which slots hold a record whose metadata passes the filter (cached until evicted)."""
         entry = self._masks.get(text)
@@ -222,16 +257,16 @@ class Namespace:
             self._masks.move_to_end(text)
         return entry[1][: self.slots]
 
-    def dense_top(self, query: np.ndarray, k: int, allowed: np.ndarray | None, similarity: str) -> Hits:
+    def dense_top(self, query: np.ndarray, k: int, allowed: np.ndarray | None, similarity: str) -> Ranking:
         """The k best rows by dense similarity among the allowed ones, with exact scores."""
         if not self.has_dense or not self.rows:
-            return []
+            return Ranking.empty()
         self.sync()
         candidates: np.ndarray | None = None
         if allowed is not None:
             candidates = np.flatnonzero(allowed)
             if len(candidates) == 0:
-                return []
+                return Ranking.empty()
             if self.ann is not None and len(candidates) > self.options.ann.filter_exact_rows:
                 found = self._ann_candidates(query, k, allowed, len(candidates))
                 if found is not None:
@@ -243,8 +278,8 @@ class Namespace:
         if candidates is None and self._free:
             candidates = np.flatnonzero(self.live[: self.slots])
         keys = ranking_keys(self._dots(candidates, query), self._norms(candidates), similarity)
-        best = top_indices(keys, k)
-        rows = best if candidates is None else candidates[best]
+        pool = candidate_pool(keys, k)
+        rows = pool if candidates is None else candidates[pool]
         return self._rescored(rows, query, k, similarity)
 
     def _ann_candidates(
@@ -268,10 +303,10 @@ class Namespace:
             count *= 4
         return None
 
-    def _rescored(self, rows: np.ndarray, query: np.ndarray, k: int, similarity: str) -> Hits:
+    def _rescored(self, rows: np.ndarray, query: np.ndarray, k: int, similarity: str) -> Ranking:
         scores = dense_scores(self.matrix[rows], query, similarity)
-        best = top_indices(scores, k)
-        return list(zip(rows[best].tolist(), scores[best].tolist(), strict=True))
+        best = ranked(scores, self.sequences[rows], k)
+        return Ranking(rows[best], scores[best])
 
     def _norms(self, rows: np.ndarray | None) -> np.ndarray:
         return self.norms[: self.slots] if rows is None else self.norms[rows]
@@ -293,17 +328,18 @@ class Namespace:
             dots[start:end] = block.astype(np.float32) @ query
         return dots
 
-    def sparse_top(self, query: Sparse, k: int, allowed: np.ndarray | None) -> Hits:
+    def sparse_top(self, query: Sparse, k: int, allowed: np.ndarray | None) -> Ranking:
         """The k best rows by sparse inner product among allowed rows sharing a dimension with the query."""
         if not self.has_sparse or not self.rows:
-            return []
+            return Ranking.empty()
         totals, touched = self.postings.scores(query, self.slots)
         touched &= self.live[: self.slots]
         if allowed is not None:
             touched &= allowed
         candidates = np.flatnonzero(touched)
-        rows = candidates[top_indices(totals[candidates], k)]
-        return list(zip(rows.tolist(), totals[rows].tolist(), strict=True))
+        scores = totals[candidates].astype(np.float32)
+        best = ranked(scores, self.sequences[candidates], k)
+        return Ranking(candidates[best], scores[best])
 
     def nbytes(self) -> int:
         """Roughly what the namespace holds in memory."""
@@ -323,6 +359,8 @@ class Namespace:
             ids=[self.ids[row] or "" for row in rows],
             metadata=[self.metadata[row] for row in rows],
             data=[self.data[row] for row in rows],
+            sequences=self.sequences[rows],
+            next_sequence=self.order.next_sequence,
         )
         if self.has_dense:
             state.dense = self.matrix[: self.slots] if not self._free else self.matrix[rows]
@@ -353,6 +391,11 @@ class Namespace:
         self.rows = {id: row for row, id in zip(slots.tolist(), state.ids, strict=True)}
         self.metadata = _scattered(state.metadata, slots, size)
         self.data = _scattered(state.data, slots, size)
+        # A snapshot from before sequence numbers (format 1) gives its records in slot order.
+        sequences = state.sequences if state.sequences is not None else np.arange(count, dtype=np.int64)
+        self.sequences = np.zeros(size, np.int64)
+        self.sequences[slots] = sequences
+        self.order.load(sequences.tolist(), state.ids, state.next_sequence)
         self._text_size = sum(len(data) for data in state.data if data)
         self.sparse = [None] * size
         self._free = np.flatnonzero(~self.live).tolist()[::-1]  # reused lowest first
@@ -388,6 +431,16 @@ class Namespace:
                 self.sync()
         for text, predicate in masks:
             self.allowed(text, predicate)
+
+
+def _prefix_span(ids: list[str], prefix: str) -> tuple[int, int]:
+    """Where the ids starting with `prefix` are in the sorted `ids`: [first, end)."""
+    first = bisect.bisect_left(ids, prefix)
+    stem = prefix.rstrip(chr(0x10FFFF))
+    if not stem:
+        return first, len(ids)
+    after = stem[:-1] + chr(ord(stem[-1]) + 1)  # the first string past every one starting with prefix
+    return first, bisect.bisect_left(ids, after, lo=first)
 
 
 def _adoptable(array: np.ndarray, dtype: np.dtype) -> bool:

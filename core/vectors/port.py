@@ -90,7 +90,9 @@ class VectorIndex(abc.ABC):
         include_data: bool = False,
         namespace: str = DEFAULT_NAMESPACE,
     ) -> RangeResult:
-        """Up to `limit` records in id order from `cursor` ("" = the start); next_cursor "" at the end."""
+        """Up to `limit` records in the order they were first written (as Upstash walks them) from
+        `cursor` ("" or "0" = the start); next_cursor "" at the end. A walk is stable under concurrent
+        writes: a record that exists for all of it comes back exactly once."""
 
     @abc.abstractmethod
     async def delete(

@@ -82,7 +82,7 @@ class IndexInfo(msgspec.Struct, rename="camel"):
 
 
 class RangeResult(msgspec.Struct, rename="camel"):
-    """One page of a scan in id order; pass `next_cursor` back for the next page ("" after the last)."""
+    """One page of a scan in insertion order; pass `next_cursor` back for the next page ("" after the last)."""
 
     next_cursor: str
     vectors: list[VectorRecord]

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from core.vectors.records import SparseVector
+from core.vectors.reported import shortest
 
 K1 = 1.2
 B = 0.75
@@ -75,13 +76,13 @@ def query_weights(text: str, frequencies: Mapping[int, int], document_count: int
 def bm25_document_vector(text: str) -> SparseVector:
     """The sparse vector the index stores for a text (what `upsert_data` computes)."""
     indices, values = document_weights(text)
-    return SparseVector(indices=indices.tolist(), values=values.tolist())
+    return SparseVector(indices=indices.tolist(), values=shortest(values).tolist())
 
 
 def bm25_query_vector(text: str, frequencies: Mapping[int, int], document_count: int) -> SparseVector:
     """The sparse query vector for a text, given document frequencies by dimension."""
     indices, values = query_weights(text, frequencies, document_count)
-    return SparseVector(indices=indices.tolist(), values=values.tolist())
+    return SparseVector(indices=indices.tolist(), values=shortest(values).tolist())
 
 
 class InvertedIndex:

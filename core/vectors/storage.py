@@ -3,7 +3,8 @@
 Under the index's directory:
 
     snapshot.bin  the whole index as of generation G: a checksummed msgpack manifest (config, ids,
-                  metadata, data) followed by checksummed raw arrays (dense float32, sparse CSR)
+                  metadata, data) followed by checksummed raw arrays (dense float32, sparse CSR,
+                  each record's insertion sequence number)
     journal.bin   a header naming generation J, then one record per write since the snapshot:
                   [u32 length][u32 crc32][msgpack op]; each is fsynced before the write returns
     graph-G-N.usearch  the HNSW graph of the snapshot's namespace N (large namespaces only), written
@@ -43,7 +44,9 @@ _JOURNAL_MAGIC = b"CDXVJRN1"
 _SNAPSHOT_HEAD = struct.Struct("<8sQI")  # magic, manifest length, manifest crc32
 _JOURNAL_HEAD = struct.Struct("<8sQ")  # magic, generation
 _FRAME = struct.Struct("<II")  # payload length, payload crc32
-_FORMAT = 1
+# 2 added each record's insertion sequence number; a format 1 snapshot still loads (in slot order).
+_FORMAT = 2
+_READABLE_FORMATS = (1, 2)
 
 
 # ---------------------------------------------------------------- journal records
@@ -123,6 +126,8 @@ class NamespaceState(msgspec.Struct):
     sparse_indices: np.ndarray | None = None  # int32
     sparse_values: np.ndarray | None = None  # float32
     slots: np.ndarray | None = None  # int64 (rows,): each record's slot, when not 0..rows-1
+    sequences: np.ndarray | None = None  # int64 (rows,): insertion order (None in format 1 snapshots)
+    next_sequence: int = 0  # the sequence number the namespace's next new record gets
     # Writing: saves the namespace's graph (keyed by slot) to a path. Reading: the verified graph file.
     save_graph: Any = None
     graph: Path | None = None
@@ -149,6 +154,7 @@ class _NamespaceManifest(msgspec.Struct):
     data: list[str | None]
     arrays: dict[str, _Blob]
     graph: _GraphFile | None = None
+    next_sequence: int = 0
 
 
 class _Manifest(msgspec.Struct):
@@ -158,7 +164,7 @@ class _Manifest(msgspec.Struct):
     namespaces: list[_NamespaceManifest]
 
 
-_ARRAY_FIELDS = ("dense", "sparse_offsets", "sparse_indices", "sparse_values", "slots")
+_ARRAY_FIELDS = ("dense", "sparse_offsets", "sparse_indices", "sparse_values", "slots", "sequences")
 _GRAPH_PATTERN = "graph-*.usearch"
 
 
@@ -201,7 +207,9 @@ def write_snapshot(path: Path, generation: int, config: IndexConfig, states: lis
         if state.save_graph is not None:
             graph = _write_graph(path.with_name(f"graph-{generation}-{number}.usearch"), state.save_graph)
         namespaces.append(
-            _NamespaceManifest(state.name, state.ids, state.metadata, state.data, arrays, graph)
+            _NamespaceManifest(
+                state.name, state.ids, state.metadata, state.data, arrays, graph, state.next_sequence
+            )
         )
     manifest = msgspec.msgpack.encode(_Manifest(_FORMAT, generation, config, namespaces))
     with open(path, "wb") as file:
@@ -225,12 +233,14 @@ def read_snapshot(path: Path) -> tuple[int, IndexConfig, list[NamespaceState]]:
         if len(raw) != length or zlib.crc32(raw) != crc:
             raise VectorStoreCorruptError(f"{path}: the manifest fails its checksum")
         manifest = msgspec.msgpack.decode(raw, type=_Manifest)
-        if manifest.format != _FORMAT:
+        if manifest.format not in _READABLE_FORMATS:
             raise VectorStoreCorruptError(f"{path}: unknown snapshot format {manifest.format}")
         base = _SNAPSHOT_HEAD.size + length
         states = []
         for entry in manifest.namespaces:
-            state = NamespaceState(entry.name, entry.ids, entry.metadata, entry.data)
+            state = NamespaceState(
+                entry.name, entry.ids, entry.metadata, entry.data, next_sequence=entry.next_sequence
+            )
             for field, blob in entry.arrays.items():
                 array = np.empty(blob.shape, np.dtype(blob.dtype))
                 view = _bytes_of(array)

@@ -19,6 +19,7 @@ from core.settings import Settings
 from core.upstash_vector import UpstashVectorIndex, UpstashVectorUnavailable
 from core.vectors import (
     EmbeddedVectorIndex,
+    FusionAlgorithm,
     IndexType,
     Similarity,
     SparseVector,
@@ -49,7 +50,9 @@ def fake_embed(texts: list[str]) -> np.ndarray:
 
 
 def as_float32(values: list[float]) -> list[float]:
-    return np.asarray(values, np.float32).tolist()
+    """Numbers as Upstash returns them: each stored as float32 and written in its shortest form (the
+    shortest decimal that reads back as the same float32), so [0.1, 0.2] comes back as [0.1, 0.2]."""
+    return [float(str(value)) for value in np.asarray(values, np.float32)]
 
 
 def words_once(text: str) -> SparseVector:
@@ -197,7 +200,7 @@ async def test_an_upsert_replaces_the_whole_record(make_index: MakeIndex):
     assert (await index.info()).vector_count == 1
 
 
-async def test_range_pages_through_ids_in_order(make_index: MakeIndex):
+async def test_range_pages_through_records_in_the_order_they_were_written(make_index: MakeIndex):
     index = await make_index()
     ids = ["e", "a", "d", "b", "c", "x:1", "x:2"]
     rows = vectors(len(ids))
@@ -215,7 +218,7 @@ async def test_range_pages_through_ids_in_order(make_index: MakeIndex):
             break
         cursor = page.next_cursor
 
-    assert seen == sorted(ids)
+    assert seen == ids
     assert pages == 3
     prefixed = await index.range(limit=10, prefix="x:", include_vectors=True)
     assert [record.id for record in prefixed.vectors] == ["x:1", "x:2"]
@@ -329,7 +332,8 @@ async def test_dense_queries_return_upstash_scores_best_first(make_index: MakeIn
     expected = brute_force(rows, query, similarity)
     best = np.argsort(-expected)[:7]
     assert [hit.id for hit in results] == [f"id{i:02d}" for i in best]
-    assert [hit.score for hit in results] == pytest.approx(expected[best].tolist(), abs=1e-9)
+    # At Upstash's precision: the exact score rounded to float32, written shortest.
+    assert [hit.score for hit in results] == as_float32(expected[best].tolist())
 
 
 async def test_a_filtered_query_with_every_include_flag(make_index: MakeIndex):
@@ -485,6 +489,215 @@ async def test_update_with_new_text_derives_its_vectors_again(make_index: MakeIn
     assert record.vector == as_float32(fake_embed(["coffee everywhere"])[0].tolist())
     hits = await index.query(data="coffee", query_mode="SPARSE")
     assert sorted(hit.id for hit in hits) == ["v1", "v2"]
+
+
+# ---------------------------------------------------------------- what Upstash returns, number for number
+
+DECIMALS = [0.1, 0.2, 0.3, -0.7, 124.0, 0.8, 1e-05, 3.5]  # none of them exact in float32
+
+
+async def test_vectors_come_back_as_written_not_as_widened_float32(make_index: MakeIndex):
+    index = await make_index("HYBRID")
+    sparse = SparseVector([5, 9], [0.1, 0.7])
+    await index.upsert([VectorRecord("a", DECIMALS, sparse, metadata={"n": 0.1})])
+
+    fetched = (await index.fetch(["a"], include_vectors=True))[0]
+    hit = (await index.query(vector=DECIMALS, sparse_vector=sparse, include_vectors=True))[0]
+    ranged = (await index.range(limit=1, include_vectors=True)).vectors[0]
+    prefixed = (await index.fetch(prefix="a", include_vectors=True))[0]
+
+    for record in (fetched, hit, ranged, prefixed):
+        assert record is not None
+        assert (record.vector, record.sparse_vector) == (DECIMALS, SparseVector([5, 9], [0.1, 0.7]))
+    assert fetched.metadata == {"n": 0.1}
+
+
+async def test_a_repeated_sparse_index_holds_the_sum_of_its_values(make_index: MakeIndex):
+    index = await make_index("SPARSE")
+    await index.upsert(
+        [
+            VectorRecord("a", sparse_vector=SparseVector([3, 1, 3], [0.5, 1.0, 0.25])),
+            VectorRecord("b", sparse_vector=SparseVector([1], [1.0])),
+        ]
+    )
+
+    assert (await index.fetch(["a"], include_vectors=True))[0] == VectorRecord(
+        "a", sparse_vector=SparseVector([1, 3], [1.0, 0.75])
+    )
+    hits = await index.query(sparse_vector=SparseVector([3], [1.0]))
+    assert [(hit.id, hit.score) for hit in hits] == [("a", 0.75)]
+    hits = await index.query(sparse_vector=SparseVector([1, 1], [1.0, 2.0]))  # in a query too
+    assert [(hit.id, hit.score) for hit in hits] == [("a", 3.0), ("b", 3.0)]
+
+
+async def test_range_walks_in_the_order_written_as_upstashs_sdk_tests_expect(make_index: MakeIndex):
+    index = await make_index()
+    rows = vectors(20)
+    await index.upsert([VectorRecord(f"id-{i}", row.tolist()) for i, row in enumerate(rows)])
+
+    page = await index.range(limit=4)
+    seen = [record.id for record in page.vectors]
+    sizes = [len(page.vectors)]
+    while page.next_cursor:
+        page = await index.range(cursor=page.next_cursor, limit=8)
+        seen += [record.id for record in page.vectors]
+        sizes.append(len(page.vectors))
+
+    assert seen == [f"id-{i}" for i in range(20)]  # id-2 before id-10
+    assert sizes == [4, 8, 8]
+    assert [record.id for record in (await index.range(cursor="0", limit=2)).vectors] == ["id-0", "id-1"]
+
+
+async def test_a_range_walk_is_stable_while_records_are_added_updated_and_deleted(make_index: MakeIndex):
+    index = await make_index()
+    rows = vectors(60, seed=4)
+    await index.upsert([VectorRecord(f"r{i}", rows[i].tolist()) for i in range(40)])
+    deleted_unseen: set[str] = set()
+    deleted_seen: set[str] = set()
+    seen: list[str] = []
+    cursor, step = "", 0
+    while True:
+        page = await index.range(cursor=cursor, limit=7)
+        seen += [record.id for record in page.vectors]
+        # Between pages: a record added, one rewritten, one not yet seen deleted, one seen deleted.
+        step += 1
+        await index.upsert([VectorRecord(f"new{step}", rows[40 + step % 20].tolist())])
+        await index.upsert([VectorRecord(f"r{step}", rows[step].tolist(), metadata={"v": step})])
+        gone = deleted_unseen | deleted_seen
+        unseen = [f"r{i}" for i in range(39, 0, -1) if f"r{i}" not in seen and f"r{i}" not in gone]
+        if unseen:
+            assert await index.delete([unseen[0]]) == 1
+            deleted_unseen.add(unseen[0])
+        victim = next(id for id in seen if id not in gone)
+        assert await index.delete([victim]) == 1
+        deleted_seen.add(victim)
+        if not page.next_cursor:
+            break
+        cursor = page.next_cursor
+
+    assert len(seen) == len(set(seen)), "a record came back twice"
+    there_throughout = {f"r{i}" for i in range(40)} - deleted_unseen - deleted_seen
+    assert there_throughout <= set(seen), f"skipped: {sorted(there_throughout - set(seen))}"
+    assert not deleted_unseen & set(seen), "a record deleted before its page came back"
+    assert any(id.startswith("new") for id in seen)  # records added during the walk come after it
+
+
+async def test_ranges_stay_whole_under_concurrent_writers(make_index: MakeIndex):
+    index = await make_index()
+    rows = vectors(400, seed=6)
+    await index.upsert([VectorRecord(f"keep{i}", rows[i].tolist()) for i in range(150)])
+    await index.upsert([VectorRecord(f"churn{i}", rows[150 + i].tolist()) for i in range(100)])
+    writing = True
+
+    async def writer() -> None:
+        step = 0
+        while writing:
+            step += 1
+            await index.upsert([VectorRecord(f"late{step}", rows[250 + step % 150].tolist())])
+            await index.delete([f"churn{step % 100}", f"late{step - 3}"])
+            await index.upsert(
+                [VectorRecord(f"keep{step % 150}", rows[step % 150].tolist(), metadata={"s": step})]
+            )
+
+    async def walk() -> list[str]:
+        seen, cursor = [], ""
+        while True:
+            page = await index.range(cursor=cursor, limit=9)
+            seen += [record.id for record in page.vectors]
+            if not page.next_cursor:
+                return seen
+            cursor = page.next_cursor
+
+    task = asyncio.create_task(writer())
+    walks = await asyncio.gather(walk(), walk(), walk())
+    writing = False
+    await task
+    for seen in walks:
+        assert len(seen) == len(set(seen))
+        assert {f"keep{i}" for i in range(150)} <= set(seen)
+
+
+async def test_an_identical_vector_and_a_scaled_copy_both_score_1_and_tie_in_insertion_order(
+    make_index: MakeIndex,
+):
+    index = await make_index()
+    query = DECIMALS
+    await index.upsert(
+        [
+            VectorRecord("b-scaled", [3 * x for x in query]),
+            VectorRecord("a-copy", query),
+            VectorRecord("other", vectors(1, seed=8)[0].tolist()),
+        ]
+    )
+    await index.upsert(
+        [VectorRecord("a-copy", query), VectorRecord("b-scaled", [3 * x for x in query])], namespace="o"
+    )
+
+    hits = await index.query(vector=query, top_k=2)
+    assert [(hit.id, hit.score) for hit in hits] == [("b-scaled", 1.0), ("a-copy", 1.0)]
+    assert [hit.id for hit in await index.query(vector=query, top_k=1)] == ["b-scaled"]
+    assert [hit.id for hit in await index.query(vector=query, top_k=2, namespace="o")] == [
+        "a-copy",
+        "b-scaled",
+    ]
+    # Rewriting a record keeps its place; deleting and writing it again puts it last.
+    await index.upsert([VectorRecord("b-scaled", [2 * x for x in query])])
+    assert [hit.id for hit in await index.query(vector=query, top_k=2)] == ["b-scaled", "a-copy"]
+    await index.delete(["b-scaled"])
+    await index.upsert([VectorRecord("b-scaled", query)])
+    assert [hit.id for hit in await index.query(vector=query, top_k=2)] == ["a-copy", "b-scaled"]
+
+
+async def test_scores_are_float32_as_upstash_reports_them(make_index: MakeIndex):
+    index = await make_index("DENSE", "COSINE")
+    stored = np.array([[0.1, 0.2] + [0.0] * 6, [0.3, 0.4] + [0.0] * 6], np.float32)
+    await index.upsert([VectorRecord("id1", stored[0].tolist()), VectorRecord("id2", stored[1].tolist())])
+
+    hits = await index.query(vector=[0.1, 0.2] + [0.0] * 6, top_k=2)
+
+    exact = brute_force(stored, stored[0], "COSINE")  # float64: 0.9999999999999999 for id1 itself
+    assert [(hit.id, hit.score) for hit in hits] == [("id1", 1.0), ("id2", as_float32([exact[1]])[0])]
+    assert hits[1].score == pytest.approx(exact[1], rel=1e-7)
+
+
+async def test_equal_sparse_and_fused_scores_rank_in_insertion_order(make_index: MakeIndex):
+    index = await make_index("HYBRID")
+    rows = vectors(1, seed=2)
+    await index.upsert(
+        [VectorRecord(id, rows[0].tolist(), SparseVector([4], [2.0])) for id in ("z", "m", "a")]
+    )
+
+    sparse = await index.query(sparse_vector=SparseVector([4], [1.0]), top_k=3)
+    assert [(hit.id, hit.score) for hit in sparse] == [("z", 2.0), ("m", 2.0), ("a", 2.0)]
+    for fusion in ("RRF", "DBSF"):
+        hybrid = await index.query(
+            vector=rows[0].tolist(), sparse_vector=SparseVector([4], [1.0]), top_k=3, fusion_algorithm=fusion
+        )
+        assert [hit.id for hit in hybrid] == ["z", "m", "a"]
+
+
+@pytest.mark.parametrize("fusion", ["RRF", "DBSF"])
+async def test_hybrid_fusion_looks_deeper_than_top_k(make_index: MakeIndex, fusion: FusionAlgorithm):
+    """`both` is second in the dense and in the sparse ranking; `dense` and `sparse` are first in one
+    and absent from the other. Fused over the whole lists, `both` is the best: top_k=1 must say so."""
+    index = await make_index("HYBRID", "DOT_PRODUCT")
+    near = [1.0] + [0.0] * 7
+    records = [
+        VectorRecord("dense", near, SparseVector([9], [1.0])),
+        VectorRecord("both", [0.9] + [0.0] * 7, SparseVector([1], [0.9])),
+        VectorRecord("sparse", [-1.0] + [0.0] * 7, SparseVector([1], [1.0])),
+    ]
+    records += [
+        VectorRecord(f"filler{i}", [0.5 - i / 10] + [0.0] * 7, SparseVector([1], [0.5 - i / 10]))
+        for i in range(4)
+    ]
+    await index.upsert(records)
+    query = {"vector": near, "sparse_vector": SparseVector([1], [1.0]), "fusion_algorithm": fusion}
+
+    everything = await index.query(**query, top_k=len(records))
+    assert everything[0].id == "both"
+    assert [hit.id for hit in await index.query(**query, top_k=1)] == ["both"]
+    assert await index.query(**query, top_k=2) == everything[:2]
 
 
 # ---------------------------------------------------------------- invalid requests

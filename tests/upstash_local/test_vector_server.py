@@ -199,9 +199,9 @@ async def test_every_path_with_and_without_a_namespace(model_http: httpx.AsyncCl
     fetched = result(await http.post(f"/fetch{at}", json={"ids": ["t2", "nope"], "includeData": True}))
     assert fetched == [{"id": "t2", "data": "mountain bike repair"}, None]
     page = result(await http.post(f"/range{at}", json={"cursor": "", "limit": 2, "includeMetadata": True}))
-    assert [record["id"] for record in page["vectors"]] == ["t1", "t2"]
+    assert [record["id"] for record in page["vectors"]] == ["v", "t1"]  # in the order written
     page = result(await http.post(f"/range{at}", json={"cursor": page["nextCursor"], "limit": 2}))
-    assert (page["vectors"], page["nextCursor"]) == ([{"id": "v"}], "")
+    assert (page["vectors"], page["nextCursor"]) == ([{"id": "t2"}], "")
 
     change = {"id": "t2", "metadata": {"year": 2024}, "metadataUpdateMode": "PATCH"}
     assert result(await http.post(f"/update{at}", json=change)) == {"updated": 1}
@@ -271,14 +271,17 @@ async def test_reset_all_clears_every_namespace(http: httpx.AsyncClient):
     assert result(await http.post("/info"))["vectorCount"] == 0
 
 
-async def test_range_cursors_start_at_empty_or_zero_and_are_opaque(http: httpx.AsyncClient):
+async def test_range_cursors_start_at_empty_or_zero_and_are_positions(http: httpx.AsyncClient):
     await http.post("/upsert", json=[{"id": id, "vector": [1, 0]} for id in ["0", "!", "a", "b"]])
 
     for start in ("", "0"):
         page = result(await http.post("/range", json={"cursor": start, "limit": 3}))
-        assert [record["id"] for record in page["vectors"]] == ["!", "0", "a"]
+        assert [record["id"] for record in page["vectors"]] == ["0", "!", "a"]  # as written
+    assert page["nextCursor"].isdigit()  # like Upstash's: the position to go on from
     rest = result(await http.post("/range", json={"cursor": page["nextCursor"], "limit": 3}))
     assert ([record["id"] for record in rest["vectors"]], rest["nextCursor"]) == (["b"], "")
+    refused = await http.post("/range", json={"cursor": "not-a-cursor", "limit": 3})
+    assert (refused.status_code, refused.json()["status"]) == (400, 400)
 
 
 async def test_hybrid_records_need_both_parts_without_models(hybrid_http: httpx.AsyncClient):
