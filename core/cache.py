@@ -173,7 +173,7 @@ class ReadThroughCache:
     when a slow reader stores an old copy under the old key after the write's invalidation.
     """
 
-    def __init__(self, cache: Cache, flights: SingleFlight[bytes] | None = None) -> None:
+    def __init__(self, cache: Cache, flights: SingleFlight[tuple[bytes, CacheStatus]] | None = None) -> None:
         self._cache = cache
         self._flights = flights
 
@@ -219,18 +219,21 @@ class ReadThroughCache:
         """
         if key is None:
             return await compute(), "miss"
-        if (cached := await self.get(key)) is not None:
-            return cached, "hit"
 
-        async def compute_and_store() -> bytes:
+        async def through_cache() -> tuple[bytes, CacheStatus]:
+            if (cached := await self.get(key)) is not None:
+                return cached, "hit"
             value = await compute()
             await self.put(key, value, ttl_seconds)
-            return value
+            return value, "miss"
 
         if self._flights is None:
-            return await compute_and_store(), "miss"
-        value, outcome = await self._flights.run(key, compute_and_store)
-        return value, "shared" if outcome == "shared" else "miss"
+            return await through_cache()
+        # The cache read is part of the flight: a request arriving while the first one's read is under
+        # way (a round trip to Upstash) joins it rather than computing after a miss of its own. A flight
+        # ends only once its value is stored, so a later request finds it in the cache.
+        (value, status), outcome = await self._flights.run(key, through_cache)
+        return value, "shared" if outcome == "shared" and status == "miss" else status
 
 
 CACHE_LOOKUPS = Counter("clipdex_cache_lookups", "Read-through cache lookups.", ["result"])

@@ -43,6 +43,10 @@ async def _true(value: bool) -> bool:
     return value
 
 
+# Fifty concurrent requests queue at the local Upstash servers: a slow answer must not count as an outage
+# (which reads around the cache, unshared, by design).
+PATIENT = {"upstash_timeout_seconds": 15}
+
 QUERY = {"q": "baking bread at home", "mode": "semantic"}  # semantic: one index query per computation
 
 
@@ -68,7 +72,7 @@ async def test_fifty_identical_searches_on_a_cold_cache_query_the_index_once(ser
     index = GatedIndex(build_vector_index(make_settings()))
     async with serve():
         pass  # empties the tables; the app below must be the only one relaying the outbox
-    async with serve_here(make_settings, vector_index=index) as http:
+    async with serve_here(make_settings, vector_index=index, **PATIENT) as http:
         await catalogue(http)
         responses = await fifty_identical_searches(http, index)
 
@@ -86,7 +90,7 @@ async def test_without_single_flight_the_same_searches_all_compute(serve, make_s
     index = GatedIndex(build_vector_index(make_settings()))
     async with serve():
         pass
-    async with serve_here(make_settings, vector_index=index, single_flight_wait_seconds=0) as http:
+    async with serve_here(make_settings, vector_index=index, single_flight_wait_seconds=0, **PATIENT) as http:
         await catalogue(http)
         responses = await fifty_identical_searches(http, index, shared=False)
 
@@ -99,7 +103,7 @@ async def test_a_failing_search_fails_every_waiter_once_and_the_next_try_compute
     index = GatedIndex(build_vector_index(make_settings()))
     async with serve():
         pass
-    async with serve_here(make_settings, vector_index=index) as http:
+    async with serve_here(make_settings, vector_index=index, **PATIENT) as http:
         await catalogue(http)
         index.failing = True
         failed = await fifty_identical_searches(http, index)
@@ -119,7 +123,9 @@ async def test_a_stuck_search_holds_identical_requests_only_for_the_bound(serve,
     index = GatedIndex(build_vector_index(make_settings()))
     async with serve():
         pass
-    async with serve_here(make_settings, vector_index=index, single_flight_wait_seconds=0.3) as http:
+    async with serve_here(
+        make_settings, vector_index=index, single_flight_wait_seconds=0.3, **PATIENT
+    ) as http:
         await catalogue(http)
         index.hold(only_first=True)
         stuck = asyncio.create_task(http.get(SEARCH, params=QUERY))
@@ -141,7 +147,7 @@ async def test_a_stuck_search_holds_identical_requests_only_for_the_bound(serve,
 
 async def fifty_identical_video_reads(make_settings: Any, **overrides: object) -> Counter[str]:
     """X-Cache of 50 concurrent reads of one video right after a like made its cached detail stale."""
-    async with serve_here(make_settings, **overrides) as http:
+    async with serve_here(make_settings, **PATIENT, **overrides) as http:
         owner = await register(http)
         body = {"title": "Shared reads", "url": "https://media.example.com/s.mp4", "duration_seconds": 60}
         created = await http.post("/api/v1/videos", json=body, headers=owner.headers)
