@@ -14,8 +14,20 @@ from pathlib import Path
 
 import httpx
 
+from core.settings import Settings
+
 ROOT = Path(__file__).resolve().parent.parent
 STARTUP_SECONDS = 60.0
+
+
+def child_environ(**settings: object) -> dict[str, str]:
+    """An environment for a clipdex child process: this one's, without any clipdex setting it may
+    carry (or WORKERS, HOST, PORT, which the Makefile reads), plus `settings` (named as fields:
+    `database_url=...`)."""
+    ignored = {name.upper() for name in Settings.__struct_fields__} | {"WORKERS", "HOST", "PORT"}
+    environ = {key: value for key, value in os.environ.items() if key not in ignored}
+    environ.update({key.upper(): str(value) for key, value in settings.items()})
+    return environ
 
 
 def _free_port() -> int:

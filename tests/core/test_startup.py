@@ -20,10 +20,9 @@ import pytest
 from core.settings import Settings, load_settings
 from core.startup import StartupError, workers_to_serve
 from tests.conftest import ROOT, clipdex_environ, migrate
-from tests.live_server import AppServer
+from tests.live_server import AppServer, child_environ
 from upstash_local.vector_server import LocalVectorServer
 
-SETTING_NAMES = {name.upper() for name in Settings.__struct_fields__} | {"WORKERS", "HOST", "PORT"}
 EXIT_SECONDS = 60
 
 
@@ -33,16 +32,9 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _environ(**settings: object) -> dict[str, str]:
-    """This process's environment without any clipdex setting of its own, plus `settings`."""
-    environ = {key: value for key, value in os.environ.items() if key not in SETTING_NAMES}
-    environ.update({key.upper(): str(value) for key, value in settings.items()})
-    return environ
-
-
 def _production(tmp_path: Path, **settings: object) -> dict[str, str]:
     """What `make serve-production` needs on the embedded backends: a real secret and a SQLite file."""
-    return _environ(
+    return child_environ(
         secret_key=secrets.token_hex(32),
         database_url=f"sqlite:///{tmp_path}/production.sqlite3",
         vector_index_path=tmp_path / "vector-index",
@@ -252,7 +244,7 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[AppServe
     server = AppServer("holder", {**os.environ, **settings})
     try:
         server.wait_until_ready()
-        yield server, _environ(**{key.lower(): value for key, value in settings.items()})
+        yield server, child_environ(**{key.lower(): value for key, value in settings.items()})
     finally:
         server.stop()
 
@@ -319,7 +311,7 @@ def test_reindex_refuses_an_upstash_vector_index_of_the_wrong_dimension_in_one_l
 ):
     database_url = f"sqlite:///{tmp_path}/clipdex.sqlite3"
     migrate(database_url)
-    environ = _environ(
+    environ = child_environ(
         app_env="test",
         database_url=database_url,
         upstash_vector_rest_url=wrong_vector_index.url,
