@@ -36,6 +36,7 @@ from core.settings import Settings, load_settings_or_exit
 from core.single_flight import SingleFlight
 from core.startup import OneLineStartupApp, open_search_index
 from core.vectors import VectorIndex, build_vector_index
+from core.vocabulary import Vocabulary
 from features.search import search
 from features.users import users
 from features.videos import videos
@@ -75,7 +76,8 @@ def create_app(
     video_reads = videos.VideoReads(cache, settings)
     view_counter = videos.ViewCounter(cache, engine, video_reads)
     vector_index = vector_index if vector_index is not None else build_vector_index(settings)
-    indexer = search.SearchIndexer(vector_index, cache)
+    vocabulary = Vocabulary()
+    indexer = search.SearchIndexer(vector_index, cache, vocabulary)
     index_relay = OutboxRelay(videos.VIDEO_CHANGES, indexer.sync, engine)
 
     async def index_lag() -> OutboxLag | CatchingUp:
@@ -152,6 +154,7 @@ def create_app(
             "view_counter": provide(view_counter),
             "search_index": provide(vector_index),
             "catalogue_size": provide(search.CatalogueSize(vector_index)),
+            "vocabulary": provide(vocabulary),
             "search_cache": provide(
                 ReadThroughCache(cache, SingleFlight(settings.single_flight_wait_seconds))
             ),

@@ -145,6 +145,10 @@ class Vocabulary:
         self._checked_at = 0.0
         self._lock = asyncio.Lock()
 
+    def changed(self) -> None:
+        """This process just recorded documents: refresh on the next use rather than within a second."""
+        self._checked_at = float("-inf")
+
     async def current(self) -> Vocabulary:
         """Self, refreshed when due. Never raises: a failed refresh is logged and the old copy serves."""
         if self._revision is not None and (
@@ -165,6 +169,8 @@ class Vocabulary:
         latest = row["revision"] if row else 0
         if latest == self._revision:
             return
+        if self._revision is not None and latest < self._revision:  # the tables were emptied or restored
+            self.typos, self.completions, self._revision = TypoIndex(), Completions(), None
         since = -1 if self._revision is None else self._revision
         terms = await SearchTerm.select(SearchTerm.term, SearchTerm.document_count).where(
             SearchTerm.revision > since

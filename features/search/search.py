@@ -32,15 +32,31 @@ from litestar.plugins import CLIPluginProtocol
 from litestar.response import File
 from litestar.static_files import create_static_files_router
 from piccolo.engine.base import Engine
+from piccolo.querystring import QueryString
 from rich.progress import Progress
 
 from core.cache import Cache, ReadThroughCache
 from core.database import close_database, open_database, write_transaction
 from core.errors import InvalidInput, NotFound, Problem, problem_responses
+from core.highlights import (
+    DEFAULT_HIGHLIGHTING,
+    DEFAULT_LENGTH,
+    Highlight,
+    Highlighter,
+    Highlighting,
+    HighlightLength,
+    HighlightPost,
+    HighlightPre,
+    Match,
+    query_terms,
+)
 from core.outbox import OutboxEvent, publish
 from core.settings import Settings
 from core.startup import SearchIndexHeld, open_search_index, run_command
+from core.typos import RULE as TYPO_RULE
+from core.typos import corrected, corrections
 from core.vectors import QueryResult, VectorIndex
+from core.vocabulary import Document, Vocabulary, record
 from features.users.users import User
 from features.videos.videos import VIDEO_CHANGES, Video, VideoReads, VideoSummary, can_see, videos_by_ids
 
@@ -57,15 +73,31 @@ MAX_RESULTS = 500  # how deep a client may page into one query's ranking
 MAX_INDEXED_CHARACTERS = 20_000
 
 
-class SearchHit(VideoSummary):
+class HitHighlights(msgspec.Struct):
+    title: Highlight
+    description: Highlight
+    transcript: Annotated[
+        Highlight | None, msgspec.Meta(description="An excerpt around the best match; null without one.")
+    ] = None
+
+
+class SearchHit(VideoSummary, omit_defaults=True):  # highlights omitted where a hit has none
     score: Annotated[
         float, msgspec.Meta(description="Relevance; higher is better. Comparable within one query.")
     ]
+    highlights: Annotated[
+        HitHighlights | None,
+        msgspec.Meta(description="Snippets with the query's words marked (search results only)."),
+    ] = None
 
 
 class SearchPage(msgspec.Struct):
     items: list[SearchHit]
     next_cursor: str | None = None
+    corrected_query: Annotated[
+        str | None,
+        msgspec.Meta(description="The query with misspelt words corrected, as BM25 used it; null if none."),
+    ] = None
 
 
 class SimilarVideos(msgspec.Struct):
@@ -91,6 +123,12 @@ def indexed_metadata(row: dict[str, Any]) -> dict[str, Any]:
         "duration_seconds": row["duration_seconds"],
         "created_at": int(created_at.timestamp()),
     }
+
+
+def _document(row: dict[str, Any]) -> Document:
+    tags = row["tags"] if isinstance(row["tags"], list) else msgspec.json.decode(row["tags"] or "[]")
+    text = indexed_text(row)
+    return Document(str(row["id"]), str(row["owner"]), row["visibility"], row["title"], tags, text)
 
 
 _INDEXED_COLUMNS = (
@@ -126,9 +164,10 @@ class SearchIndexer:
 
     INDEX_GENERATION = "search:index"
 
-    def __init__(self, index: VectorIndex, cache: Cache) -> None:
+    def __init__(self, index: VectorIndex, cache: Cache, vocabulary: Vocabulary | None = None) -> None:
         self._index = index
         self._cache = ReadThroughCache(cache)
+        self._vocabulary = vocabulary
 
     async def sync(self, video_ids: list[str]) -> None:
         # Each app worker runs a relay, so two can hold changes of one video at once; if the one that
@@ -155,6 +194,10 @@ class SearchIndexer:
         gone = [video_id for video_id in video_ids if video_id not in present]
         if gone:
             await self._index.delete(gone)
+        # After the index, so the vocabulary never offers words the index cannot find yet.
+        await record([_document(row) for row in rows], gone)
+        if self._vocabulary is not None:
+            self._vocabulary.changed()
         return {str(row["id"]): row["updated_at"] for row in rows}
 
     async def _versions(self, ids: list[uuid.UUID]) -> dict[str, datetime]:
@@ -264,7 +307,31 @@ def _listed_for(video: VideoSummary, viewer: User | None) -> bool:
     return video.visibility == "public" or (viewer is not None and viewer.id == video.owner_id)
 
 
-async def _hits(results: list[QueryResult], viewer: User | None) -> list[SearchHit]:
+async def _transcript_beginnings(video_ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
+    """The indexed part of these videos' transcripts (what BM25 matched), read in the database: a
+    transcript can hold 100,000 characters."""
+    if not video_ids:
+        return {}
+    beginning = QueryString(f"substr({{}}, 1, {MAX_INDEXED_CHARACTERS})", Video.transcript, alias="beginning")
+    rows = await Video.select(Video.id, beginning).where(Video.id.is_in(video_ids))
+    return {uuid.UUID(str(row["id"])): row["beginning"] or "" for row in rows}
+
+
+async def _highlights(hits: list[SearchHit], highlighter: Highlighter) -> None:
+    # Transcripts only for hits that have one, and only when the query has a word to find there.
+    with_transcript = [hit.id for hit in hits if hit.has_transcript] if highlighter.terms else []
+    transcripts = await _transcript_beginnings(with_transcript)
+    for hit in hits:
+        hit.highlights = HitHighlights(
+            title=highlighter.whole(hit.title),
+            description=highlighter.whole(hit.description),
+            transcript=highlighter.where_matched(transcripts[hit.id]) if hit.id in transcripts else None,
+        )
+
+
+async def _hits(
+    results: list[QueryResult], viewer: User | None, highlighter: Highlighter | None = None
+) -> list[SearchHit]:
     """Hits as the database shows them now, dropping any the viewer may no longer see."""
     ids = [uuid.UUID(result.id) for result in results]
     current = await videos_by_ids(ids)
@@ -284,6 +351,8 @@ async def _hits(results: list[QueryResult], viewer: User | None) -> list[SearchH
         # public (its change not indexed yet) is for people with the link, not for search.
         if video is not None and can_see(video, viewer) and _listed_for(video, viewer):
             hits.append(SearchHit(**msgspec.structs.asdict(video), score=round(result.score, 6)))
+    if highlighter is not None:
+        await _highlights(hits, highlighter)
     return hits
 
 
@@ -331,16 +400,31 @@ class CatalogueSize:
 
 
 async def ranked_ids(
-    index: VectorIndex, catalogue_size: CatalogueSize, query: str, mode: Mode, filter_: str, depth: int
+    index: VectorIndex,
+    catalogue_size: CatalogueSize,
+    query: str,
+    mode: Mode,
+    filter_: str,
+    depth: int,
+    keywords: str | None = None,
 ) -> list[QueryResult]:
+    """The ranking of a query; `keywords` (default: the query) is what BM25 looks for."""
+    keywords = keywords or query
     if mode != "hybrid":
-        return await index.query(data=query, top_k=depth, filter=filter_, query_mode=_QUERY_MODES[mode])
+        text = query if mode == "semantic" else keywords
+        return await index.query(data=text, top_k=depth, filter=filter_, query_mode=_QUERY_MODES[mode])
     dense, sparse, documents = await asyncio.gather(
         index.query(data=query, top_k=depth, filter=filter_, query_mode="DENSE"),
-        index.query(data=query, top_k=depth, filter=filter_, query_mode="SPARSE"),
+        index.query(data=keywords, top_k=depth, filter=filter_, query_mode="SPARSE"),
         catalogue_size(),
     )
     return fuse_linear(dense, sparse, documents)[:depth]
+
+
+def keywords_for(query: str, fixes: dict[str, str]) -> str:
+    """What BM25 looks for: the query and its corrections. The typed words stay: one unknown to the
+    public vocabulary may be in the viewer's own private video, and a word no video has scores nothing."""
+    return " ".join([query, *fixes.values()])
 
 
 async def search_videos(
@@ -352,19 +436,30 @@ async def search_videos(
     viewer: User | None,
     offset: int,
     limit: int,
+    highlighting: Highlighting = DEFAULT_HIGHLIGHTING,
+    vocabulary: Vocabulary | None = None,
 ) -> SearchPage:
     # A fixed ranking depth per block of 100 keeps consecutive pages of one query in one ranking.
     depth = min(MAX_RESULTS, 100 * math.ceil((offset + limit + 1) / 100))
     filter_ = filters.expression(viewer)
+    fixes = (
+        {}
+        if vocabulary is None or mode == "semantic"
+        else corrections(query, (await vocabulary.current()).typos)
+    )
+    keywords = keywords_for(query, fixes)
     try:
-        results = await ranked_ids(index, catalogue_size, query, mode, filter_, depth)
+        results = await ranked_ids(index, catalogue_size, query, mode, filter_, depth, keywords)
     except Exception as exc:
         logger.warning("search index query failed: %r", exc)
         raise SearchUnavailable() from exc
     window = results[offset : offset + limit]
     more = len(results) > offset + limit
+    highlighter = Highlighter(query_terms(keywords), highlighting)
     return SearchPage(
-        items=await _hits(window, viewer), next_cursor=_cursor(offset + limit) if more else None
+        items=await _hits(window, viewer, highlighter),
+        next_cursor=_cursor(offset + limit) if more else None,
+        corrected_query=corrected(query.lower(), fixes) if fixes else None,
     )
 
 
@@ -449,6 +544,7 @@ async def search(
     catalogue_size: NamedDependency[CatalogueSize],
     search_cache: NamedDependency[ReadThroughCache],
     settings: NamedDependency[Settings],
+    vocabulary: NamedDependency[Vocabulary],
     q: Annotated[str, QueryParameter(max_length=2000, description="What to look for; 1-500 characters.")],
     mode: Annotated[Mode, QueryParameter(description="hybrid (default), semantic or keyword.")] = "hybrid",
     limit: Annotated[int, QueryParameter(ge=1, le=50)] = 10,
@@ -457,9 +553,19 @@ async def search(
     owner: Annotated[uuid.UUID | None, QueryParameter()] = None,
     min_duration: Annotated[int | None, QueryParameter(ge=1, le=86_400)] = None,
     max_duration: Annotated[int | None, QueryParameter(ge=1, le=86_400)] = None,
+    typo_tolerance: Annotated[
+        bool, QueryParameter(description=f"Keyword and hybrid modes: {TYPO_RULE}")
+    ] = True,
+    highlight_length: HighlightLength = DEFAULT_LENGTH,
+    highlight_pre: HighlightPre = "<mark>",
+    highlight_post: HighlightPost = "</mark>",
 ) -> Response[SearchPage]:
-    """Public videos, plus the caller's own. Results are cached briefly, never past an index change."""
+    """Public videos, plus the caller's own. Results are cached briefly, never past an index change.
+
+    Each hit carries highlights: snippets of its title, description and (when a word matched there)
+    transcript, with the query's words marked as BM25 matched them, typo corrections included."""
     query = normalise_query(q)
+    highlighting = Highlighting(highlight_length, highlight_pre, highlight_post)
     offset = _offset(cursor)
     filters = SearchFilters(tag=tag, owner=owner, min_duration=min_duration, max_duration=max_duration)
     viewer = _viewer(request)
@@ -480,6 +586,8 @@ async def search(
         offset,
         msgspec.structs.asdict(filters),
         str(viewer.id) if viewer else None,
+        typo_tolerance,
+        msgspec.structs.astuple(highlighting),
     ]
     key = (
         f"search:{generation}:"
@@ -487,7 +595,10 @@ async def search(
     )
 
     async def compute() -> bytes:
-        page = await search_videos(search_index, catalogue_size, query, mode, filters, viewer, offset, limit)
+        typos = vocabulary if typo_tolerance else None
+        page = await search_videos(
+            search_index, catalogue_size, query, mode, filters, viewer, offset, limit, highlighting, typos
+        )
         return msgspec.json.encode(page)
 
     encoded, cache_status = await search_cache.read(
@@ -514,7 +625,66 @@ async def similar(
     return await similar_videos(search_index, catalogue_size, video_id, _viewer(request), limit)
 
 
-router = Router(path="/api/v1", route_handlers=[search, similar], tags=["search"])
+SUGGEST_MAX_QUERY, SUGGEST_MAX_LIMIT = 100, 20
+
+
+class Suggestion(msgspec.Struct):
+    text: Annotated[str, msgspec.Meta(description="The title or tag as written.")]
+    kind: Literal["title", "tag"]
+    marked: Annotated[str, msgspec.Meta(description="`text` HTML-escaped, the typed words marked.")]
+    matches: list[Match]
+    video_count: Annotated[int, msgspec.Meta(description="Videos the caller may see with this text.")]
+    video_id: Annotated[uuid.UUID | None, msgspec.Meta(description="A title's video; null for tags.")]
+
+
+class Suggestions(msgspec.Struct):
+    items: list[Suggestion]
+
+
+@get(
+    "/search/suggest",
+    opt={"auth_optional": True},
+    summary="Completions of a partly typed query: titles and tags",
+    responses=problem_responses(400, 401),
+)
+async def suggest(
+    request: Request[Any, Any, Any],
+    vocabulary: NamedDependency[Vocabulary],
+    q: Annotated[
+        str, QueryParameter(max_length=2000, description=f"What was typed; 1-{SUGGEST_MAX_QUERY} characters.")
+    ],
+    limit: Annotated[int, QueryParameter(ge=1, le=SUGGEST_MAX_LIMIT)] = 8,
+    highlight_pre: HighlightPre = "<mark>",
+    highlight_post: HighlightPost = "</mark>",
+) -> Suggestions:
+    """Titles and tags holding the typed words (the last one as a prefix, both typo-tolerant), from
+    videos the caller may see, most relevant first: those that start with the typed words before those
+    that hold them elsewhere, then tags, then the most videos, then the shortest. As fresh as the
+    search index (seconds behind at most)."""
+    query = normalise_query(q)
+    if len(query) > SUGGEST_MAX_QUERY:
+        raise InvalidInput("q", f"must be at most {SUGGEST_MAX_QUERY} characters", source="query")
+    viewer = _viewer(request)
+    completions = (await vocabulary.current()).completions
+    found = completions.complete(
+        query, str(viewer.id) if viewer else None, limit, highlight_pre, highlight_post
+    )
+    return Suggestions(
+        items=[
+            Suggestion(
+                c.text,
+                c.kind,
+                c.marked,
+                c.matches,
+                c.video_count,
+                uuid.UUID(c.document) if c.document else None,
+            )
+            for c in found
+        ]
+    )
+
+
+router = Router(path="/api/v1", route_handlers=[search, suggest, similar], tags=["search"])
 
 
 # ---------------------------------------------------------------- command line

@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 
 from core.vectors import VectorIndex
+from features.videos.videos import load_demo_catalogue
 from tests.conftest import Account
 from tests.features.videos_support import API, VIDEOS, add_video, auth, eventually
 
@@ -58,6 +59,20 @@ TOPICS: dict[str, dict[str, Any]] = {
         "duration_seconds": 300,
     },
 }
+
+
+def demo_video(slug: str) -> dict[str, Any]:
+    """A POST /videos body with the demo catalogue's video of this slug (features/videos/demo_catalogue.json)."""
+    (item,) = [item for item in load_demo_catalogue() if item.slug == slug]
+    fields = ("title", "description", "tags", "transcript", "duration_seconds", "visibility")
+    return {field: getattr(item, field) for field in fields if getattr(item, field) is not None}
+
+
+async def add_demo_videos(
+    http: httpx.AsyncClient, owner: Account, *slugs: str, **overrides: Any
+) -> dict[str, str]:
+    """Post these demo catalogue videos as `owner`; their ids by slug."""
+    return {slug: (await add_video(http, owner, **{**demo_video(slug), **overrides}))["id"] for slug in slugs}
 
 
 def similar_url(video_id: str) -> str:
