@@ -43,13 +43,13 @@ def wait_until_indexed(server: AppServer) -> None:
     raise AssertionError(f"the search index did not catch up: {status}\n{server.log()}")
 
 
-def start_demo_server(directory: Path, name: str = "demo") -> AppServer:
-    """Migrate and seed a SQLite file in `directory`, start the app on it (its index beside it), and
-    return once every demo video is searchable. The caller stops the server."""
+def start_demo_server(directory: Path, name: str = "demo", **settings: object) -> AppServer:
+    """Migrate and seed a SQLite file in `directory`, start the app on it (its index beside it, and
+    these settings), and return once every demo video is searchable. The caller stops the server."""
     database_url = f"sqlite:///{directory / 'clipdex.sqlite3'}"
     environ = {
         **os.environ,
-        **clipdex_environ(database_url, vector_index_path=directory / "vector-index"),
+        **clipdex_environ(database_url, vector_index_path=directory / "vector-index", **settings),
     }
     migrate(database_url)
     seed_demo_catalogue(environ)
