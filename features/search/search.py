@@ -38,6 +38,7 @@ from rich.progress import Progress
 from core.cache import Cache, ReadThroughCache
 from core.database import close_database, open_database, write_transaction
 from core.errors import InvalidInput, NotFound, Problem, problem_responses
+from core.facets import Bucket, count_buckets, count_values
 from core.highlights import (
     DEFAULT_HIGHLIGHTING,
     DEFAULT_LENGTH,
@@ -94,6 +95,7 @@ class SearchHit(VideoSummary, omit_defaults=True):  # highlights omitted where a
 class SearchPage(msgspec.Struct):
     items: list[SearchHit]
     next_cursor: str | None = None
+    facets: SearchFacets | msgspec.UnsetType = msgspec.UNSET  # only when asked for (facets=)
     corrected_query: Annotated[
         str | None,
         msgspec.Meta(description="The query with misspelt words corrected, as BM25 used it; null if none."),
@@ -102,6 +104,37 @@ class SearchPage(msgspec.Struct):
 
 class SimilarVideos(msgspec.Struct):
     items: list[SearchHit]
+
+
+class TagCount(msgspec.Struct):
+    value: Annotated[str, msgspec.Meta(description="A tag; search with tag=<value> to filter by it.")]
+    count: int
+
+
+class DurationCount(msgspec.Struct):
+    bucket: Annotated[
+        str,
+        msgspec.Meta(
+            description="under_5_min (duration < 300 s), 5_to_20_min (300 <= d < 1200), 20_to_60_min"
+            " (1200 <= d < 3600) or over_60_min (d >= 3600)."
+        ),
+    ]
+    count: int
+    min_duration: Annotated[int | None, msgspec.Meta(description="The filters that select this bucket.")]
+    max_duration: int | None
+
+
+class SearchFacets(msgspec.Struct):
+    candidates: Annotated[
+        int,
+        msgspec.Meta(
+            description="How many videos the counts are over: every candidate of the ranking this page was"
+            " cut from (the best 100 for offsets below 100, 200 below 200, ... up to 500) that the caller"
+            " may see."
+        ),
+    ]
+    tags: list[TagCount] | msgspec.UnsetType = msgspec.UNSET
+    duration: list[DurationCount] | msgspec.UnsetType = msgspec.UNSET
 
 
 # ---------------------------------------------------------------- rules: indexing
@@ -427,6 +460,45 @@ def keywords_for(query: str, fixes: dict[str, str]) -> str:
     return " ".join([query, *fixes.values()])
 
 
+# Facets: counts over the whole candidate set, most frequent first; choosing a value is a filter.
+FACETS = ("tags", "duration")
+TOP_TAGS = 20
+# Bounds inclusive, in seconds, as the min_duration and max_duration filters take them.
+DURATION_BUCKETS = (
+    Bucket("under_5_min", None, 299),
+    Bucket("5_to_20_min", 300, 1199),
+    Bucket("20_to_60_min", 1200, 3599),
+    Bucket("over_60_min", 3600, None),
+)
+
+
+def facet_names(requested: list[str] | None) -> tuple[str, ...]:
+    """The facets asked for, as `facets=tags,duration` or `facets=tags&facets=duration`."""
+    names = {name.strip() for value in requested or [] for name in value.split(",") if name.strip()}
+    if unknown := sorted(names - set(FACETS)):
+        raise InvalidInput("facets", f"has no facet {unknown[0]!r}; use tags, duration", source="query")
+    return tuple(name for name in FACETS if name in names)
+
+
+async def count_facets(
+    results: list[QueryResult], viewer: User | None, names: tuple[str, ...]
+) -> SearchFacets:
+    """Facets over every candidate, as the database has it now; counts only what _hits would show the
+    viewer, so a video the viewer may not see is never counted, even while the index is behind."""
+    current = await videos_by_ids([uuid.UUID(result.id) for result in results])
+    shown = [video for video in current.values() if can_see(video, viewer) and _listed_for(video, viewer)]
+    facets = SearchFacets(candidates=len(shown))
+    if "tags" in names:
+        facets.tags = [TagCount(tag, n) for tag, n in count_values((video.tags for video in shown), TOP_TAGS)]
+    if "duration" in names:
+        durations = (video.duration_seconds for video in shown)
+        facets.duration = [
+            DurationCount(bucket.name, n, bucket.low, bucket.high)
+            for bucket, n in count_buckets(durations, DURATION_BUCKETS)
+        ]
+    return facets
+
+
 async def search_videos(
     index: VectorIndex,
     catalogue_size: CatalogueSize,
@@ -438,6 +510,7 @@ async def search_videos(
     limit: int,
     highlighting: Highlighting = DEFAULT_HIGHLIGHTING,
     vocabulary: Vocabulary | None = None,
+    facets: tuple[str, ...] = (),
 ) -> SearchPage:
     # A fixed ranking depth per block of 100 keeps consecutive pages of one query in one ranking.
     depth = min(MAX_RESULTS, 100 * math.ceil((offset + limit + 1) / 100))
@@ -459,6 +532,7 @@ async def search_videos(
     return SearchPage(
         items=await _hits(window, viewer, highlighter),
         next_cursor=_cursor(offset + limit) if more else None,
+        facets=await count_facets(results, viewer, facets) if facets else msgspec.UNSET,
         corrected_query=corrected(query.lower(), fixes) if fixes else None,
     )
 
@@ -553,6 +627,14 @@ async def search(
     owner: Annotated[uuid.UUID | None, QueryParameter()] = None,
     min_duration: Annotated[int | None, QueryParameter(ge=1, le=86_400)] = None,
     max_duration: Annotated[int | None, QueryParameter(ge=1, le=86_400)] = None,
+    facets: Annotated[
+        list[str] | None,
+        QueryParameter(
+            description="Counts beside the hits, over the whole candidate set: tags (the top 20) and/or"
+            " duration (under_5_min: < 300 s, 5_to_20_min: 300-1199 s, 20_to_60_min: 1200-3599 s,"
+            " over_60_min: >= 3600 s). Comma-separated or repeated."
+        ),
+    ] = None,
     typo_tolerance: Annotated[
         bool, QueryParameter(description=f"Keyword and hybrid modes: {TYPO_RULE}")
     ] = True,
@@ -568,6 +650,7 @@ async def search(
     highlighting = Highlighting(highlight_length, highlight_pre, highlight_post)
     offset = _offset(cursor)
     filters = SearchFilters(tag=tag, owner=owner, min_duration=min_duration, max_duration=max_duration)
+    wanted_facets = facet_names(facets)
     viewer = _viewer(request)
     # Hits show the videos as the database has them, so a cached page is stale after any video write
     # (a title, a like, a video made private), not only after the index changed: key on both. Video
@@ -586,6 +669,7 @@ async def search(
         offset,
         msgspec.structs.asdict(filters),
         str(viewer.id) if viewer else None,
+        wanted_facets,
         typo_tolerance,
         msgspec.structs.astuple(highlighting),
     ]
@@ -597,7 +681,17 @@ async def search(
     async def compute() -> bytes:
         typos = vocabulary if typo_tolerance else None
         page = await search_videos(
-            search_index, catalogue_size, query, mode, filters, viewer, offset, limit, highlighting, typos
+            search_index,
+            catalogue_size,
+            query,
+            mode,
+            filters,
+            viewer,
+            offset,
+            limit,
+            highlighting,
+            typos,
+            facets=wanted_facets,
         )
         return msgspec.json.encode(page)
 
