@@ -16,7 +16,7 @@ from litestar.datastructures import CacheControlHeader
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
-from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+from litestar.plugins.prometheus import PrometheusConfig
 from litestar.static_files import create_static_files_router
 from swagger_ui_bundle import swagger_ui_path
 
@@ -24,7 +24,8 @@ from core.auth import LoginRateLimiter, Passwords, TokenRevocations
 from core.cache import Cache, ReadThroughCache, build_cache
 from core.database import bind_tables, build_engine, check_database, close_database, open_database
 from core.errors import EXCEPTION_HANDLERS, reject_non_json_bodies
-from core.health import CatchingUp, health, ready
+from core.health import CatchingUp, health, metrics, ready
+from core.http_options import AllowEveryMethod
 from core.observability import (
     CachedLabelsPrometheusMiddleware,
     RequestContext,
@@ -125,7 +126,7 @@ def create_app(
         route_handlers=[
             health,
             ready,
-            PrometheusController,
+            metrics,
             users.router,
             videos.router,
             search.router,
@@ -174,7 +175,8 @@ def create_app(
                 prefix="clipdex",
                 group_path=True,
                 middleware_class=CachedLabelsPrometheusMiddleware,
-            ).middleware
+            ).middleware,
+            AllowEveryMethod(),
         ],
         before_request=reject_non_json_bodies,
         exception_handlers=EXCEPTION_HANDLERS,

@@ -27,7 +27,8 @@ from core.auth import (
     TokenRevocations,
 )
 from core.database import is_unique_violation, write_transaction
-from core.errors import Conflict, InvalidInput, NotFound, Unauthorized, problem_responses
+from core.errors import Conflict, InvalidInput, NotFound, TooManyRequests, Unauthorized, problem_responses
+from core.openapi import BEARER_SCHEME, BearerOperation
 from core.settings import Settings
 
 # ---------------------------------------------------------------- tables
@@ -268,6 +269,7 @@ def build_user_auth(settings: Settings, revocations: TokenRevocations) -> JWTAut
         default_token_expiration=timedelta(seconds=settings.access_token_ttl_seconds),
         exclude=["^/schema", "^/health$", "^/ready$", "^/metrics$"],
         description="A bearer token from `POST /api/v1/auth/login`.",
+        openapi_security_scheme_name=BEARER_SCHEME,
     )
 
 
@@ -282,7 +284,15 @@ _PUBLIC = {"exclude_from_auth": True}
     security=[],
     operation_class=PublicOperation,
     summary="Create an account",
-    responses=problem_responses(400, 409, 413, 415),
+    responses=problem_responses(
+        InvalidInput("username", "Expected `str` of length >= 3"),
+        InvalidInput("password", "must not be all digits"),
+        Conflict("email", "That email is already taken."),
+        Conflict("username", "That username is already taken."),
+        413,
+        415,
+        503,
+    ),
 )
 async def register(data: JSONBody[UserRegister], passwords: NamedDependency[Passwords]) -> UserPrivate:
     return private_view(await register_user(data, passwords))
@@ -295,7 +305,14 @@ async def register(data: JSONBody[UserRegister], passwords: NamedDependency[Pass
     operation_class=PublicOperation,
     status_code=200,
     summary="Exchange credentials for a bearer token",
-    responses=problem_responses(400, 401, 429),
+    responses=problem_responses(
+        InvalidInput("login", "Object missing required field `login`"),
+        Unauthorized("Unknown login or wrong password."),
+        413,
+        415,
+        TooManyRequests(60, "Too many login attempts; try again later."),
+        503,
+    ),
 )
 async def login(
     request: Request[Any, Any, Any],
@@ -319,7 +336,8 @@ async def login(
     "/auth/logout",
     status_code=204,
     summary="Revoke the token of this request",
-    responses=problem_responses(401),
+    operation_class=BearerOperation,
+    responses=problem_responses(401, 415, 503),
 )
 async def logout(request: Request[User, Token, Any], revocations: NamedDependency[TokenRevocations]) -> None:
     token = request.auth
@@ -327,12 +345,26 @@ async def logout(request: Request[User, Token, Any], revocations: NamedDependenc
         await revocations.revoke(token.jti, token.exp.timestamp())
 
 
-@get("/users/me", summary="My account", responses=problem_responses(401))
+@get(
+    "/users/me", summary="My account", operation_class=BearerOperation, responses=problem_responses(401, 503)
+)
 async def read_me(request: Request[User, Token, Any]) -> UserPrivate:
     return private_view(request.user)
 
 
-@patch("/users/me", summary="Change my profile or password", responses=problem_responses(400, 401, 409))
+@patch(
+    "/users/me",
+    summary="Change my profile or password",
+    operation_class=BearerOperation,
+    responses=problem_responses(
+        InvalidInput("current_password", "is required to change the password"),
+        401,
+        Conflict("username", "That username is already taken."),
+        413,
+        415,
+        503,
+    ),
+)
 async def update_me(
     request: Request[User, Token, Any],
     data: JSONBody[UserUpdate],
@@ -344,7 +376,12 @@ async def update_me(
 
 
 @delete(
-    "/users/me", summary="Delete my account and everything it owns", responses=problem_responses(400, 401)
+    "/users/me",
+    summary="Delete my account and everything it owns",
+    operation_class=BearerOperation,
+    responses=problem_responses(
+        InvalidInput("password", "does not match the current password"), 401, 413, 415, 503
+    ),
 )
 async def delete_me(
     request: Request[User, Token, Any],
@@ -363,7 +400,7 @@ async def delete_me(
     security=[],
     operation_class=PublicOperation,
     summary="A user's public profile",
-    responses=problem_responses(404),
+    responses=problem_responses(NotFound("No user with that id."), 503),
 )
 async def read_user(user_id: FromPath[uuid.UUID]) -> UserPublic:
     user = await User.objects().where(User.id == user_id).first()

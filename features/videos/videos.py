@@ -18,8 +18,10 @@ import click
 import msgspec
 from click import Group
 from litestar import Request, Response, Router, delete, get, patch, post
+from litestar.datastructures import ResponseHeader
 from litestar.di import NamedDependency
-from litestar.params import FromPath, JSONBody, QueryParameter
+from litestar.openapi import ResponseSpec
+from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 from litestar.plugins import CLIPluginProtocol
 from litestar.security.jwt import Token
 from piccolo.columns import (
@@ -39,11 +41,12 @@ from piccolo.engine.base import Engine
 from piccolo.table import Table
 from rich.progress import Progress
 
-from core.auth import Passwords
+from core.auth import OptionalAuthOperation, Passwords, PublicOperation
 from core.background import repeating
 from core.cache import Cache, CacheStatus, ReadThroughCache
 from core.database import close_database, open_database, owns_tables, write_transaction
 from core.errors import Forbidden, InvalidInput, NotFound, problem_responses
+from core.openapi import CACHE_STATUS_HEADER, BearerOperation
 from core.outbox import publish
 from core.settings import Settings
 from core.single_flight import SingleFlight
@@ -601,6 +604,18 @@ class ViewCounter:
 # ---------------------------------------------------------------- handlers
 
 _OPTIONAL_AUTH = {"auth_optional": True}
+# What the OpenAPI document shows as these handlers' answers.
+_BAD_URL = InvalidInput("url", "must be an absolute http(s) URL")
+_BAD_CURSOR = InvalidInput("cursor", "is not a cursor this API issued", source="query")
+_NO_SUCH_VIDEO = NotFound("No video with that id.")
+_NOT_THE_OWNER = Forbidden("Only the owner can change this video.")
+_ETAG = ResponseHeader(
+    name="ETag",
+    value='"3f1d0c2a9b8e7f6a5d4c3b2a19087f6e"',
+    documentation_only=True,
+    required=True,
+    description="Send it back in If-None-Match: while the video is unchanged the answer is 304.",
+)
 
 Limit = Annotated[int, QueryParameter(ge=1, le=100, description="Items per page, 1-100.")]
 DurationFilter = Annotated[int | None, QueryParameter(ge=1, le=86_400)]
@@ -619,7 +634,13 @@ def _viewer(request: Request[Any, Any, Any]) -> User | None:
     return request.scope.get("user")
 
 
-@post("/videos", summary="Add a video to the catalogue", responses=problem_responses(400, 401, 413, 415))
+@post(
+    "/videos",
+    summary="Add a video to the catalogue",
+    operation_class=BearerOperation,
+    response_headers=[CACHE_STATUS_HEADER],
+    responses=problem_responses(_BAD_URL, 401, 413, 415, 503),
+)
 async def add_video(
     request: Request[User, Token, Any],
     data: JSONBody[VideoCreate],
@@ -632,7 +653,14 @@ async def add_video(
     return _json(encoded, cache_status="miss", status_code=201)
 
 
-@get("/videos", opt=_OPTIONAL_AUTH, summary="Browse the catalogue", responses=problem_responses(400, 401))
+@get(
+    "/videos",
+    opt=_OPTIONAL_AUTH,
+    operation_class=OptionalAuthOperation,
+    summary="Browse the catalogue",
+    response_headers=[CACHE_STATUS_HEADER],
+    responses=problem_responses(_BAD_CURSOR, 401, 503),
+)
 async def browse_videos(
     request: Request[Any, Any, Any],
     video_reads: NamedDependency[VideoReads],
@@ -661,15 +689,30 @@ async def browse_videos(
 
 
 @get(
-    "/videos/{video_id:uuid}", opt=_OPTIONAL_AUTH, summary="One video", responses=problem_responses(401, 404)
+    "/videos/{video_id:uuid}",
+    opt=_OPTIONAL_AUTH,
+    operation_class=OptionalAuthOperation,
+    summary="One video",
+    response_headers=[CACHE_STATUS_HEADER, _ETAG],
+    responses={
+        304: ResponseSpec(None, description="Not modified: the ETag sent in If-None-Match is current."),
+        **problem_responses(401, _NO_SUCH_VIDEO, 503),
+    },
 )
 async def read_video(
-    request: Request[Any, Any, Any], video_id: FromPath[uuid.UUID], video_reads: NamedDependency[VideoReads]
+    request: Request[Any, Any, Any],
+    video_id: FromPath[uuid.UUID],
+    video_reads: NamedDependency[VideoReads],
+    if_none_match: Annotated[
+        str | None,
+        # Unbounded here (the server bounds header sizes), so it can never be a 400.
+        HeaderParameter(name="If-None-Match", description="ETags of copies the client holds."),
+    ] = None,
 ) -> Response[VideoRead]:
     """Public and unlisted videos for anyone, private ones for their owner. Supports `If-None-Match`."""
     _, encoded, cache_status = await visible_video(video_reads, video_id, _viewer(request))
     etag = '"' + hashlib.sha256(encoded).hexdigest()[:32] + '"'
-    if etag in request.headers.get("if-none-match", ""):
+    if if_none_match and etag in if_none_match:
         return Response(b"", status_code=304, headers={"ETag": etag, "X-Cache": cache_status})
     return _json(encoded, cache_status=cache_status, etag=etag)
 
@@ -677,7 +720,9 @@ async def read_video(
 @patch(
     "/videos/{video_id:uuid}",
     summary="Change a video (owner only)",
-    responses=problem_responses(400, 401, 403, 404),
+    operation_class=BearerOperation,
+    response_headers=[CACHE_STATUS_HEADER],
+    responses=problem_responses(_BAD_URL, 401, _NOT_THE_OWNER, _NO_SUCH_VIDEO, 413, 415, 503),
 )
 async def change_video(
     request: Request[User, Token, Any],
@@ -696,7 +741,8 @@ async def change_video(
 @delete(
     "/videos/{video_id:uuid}",
     summary="Delete a video (owner only)",
-    responses=problem_responses(401, 403, 404),
+    operation_class=BearerOperation,
+    responses=problem_responses(401, _NOT_THE_OWNER, _NO_SUCH_VIDEO, 415, 503),
 )
 async def remove_video(
     request: Request[User, Token, Any],
@@ -722,7 +768,8 @@ async def _like(
     "/videos/{video_id:uuid}/like",
     status_code=200,
     summary="Like a video",
-    responses=problem_responses(401, 404),
+    operation_class=BearerOperation,
+    responses=problem_responses(401, _NO_SUCH_VIDEO, 415, 503),
 )
 async def like_video(
     request: Request[User, Token, Any],
@@ -737,7 +784,8 @@ async def like_video(
     "/videos/{video_id:uuid}/like",
     status_code=200,
     summary="Take back a like",
-    responses=problem_responses(401, 404),
+    operation_class=BearerOperation,
+    responses=problem_responses(401, _NO_SUCH_VIDEO, 415, 503),
 )
 async def unlike_video(
     request: Request[User, Token, Any],
@@ -751,9 +799,10 @@ async def unlike_video(
 @post(
     "/videos/{video_id:uuid}/views",
     opt=_OPTIONAL_AUTH,
+    operation_class=OptionalAuthOperation,
     status_code=202,
     summary="Count one view",
-    responses=problem_responses(401, 404),
+    responses=problem_responses(401, _NO_SUCH_VIDEO, 415, 503),
 )
 async def count_view(
     request: Request[Any, Any, Any],
@@ -770,9 +819,10 @@ async def count_view(
 @get(
     "/users/{user_id:uuid}/videos",
     opt={"exclude_from_auth": True},
-    security=[],
+    operation_class=PublicOperation,
     summary="A user's public videos",
-    responses=problem_responses(400, 404),
+    response_headers=[CACHE_STATUS_HEADER],
+    responses=problem_responses(_BAD_CURSOR, NotFound("No user with that id."), 503),
 )
 async def videos_of_user(
     user_id: FromPath[uuid.UUID],
@@ -824,7 +874,13 @@ async def liked_videos(user: User, limit: int, cursor: str | None) -> VideoPage:
     return VideoPage(items=[_summary_from_row(row) for row in rows], next_cursor=next_cursor)
 
 
-@get("/users/me/likes", summary="Videos I liked, newest like first", responses=problem_responses(400, 401))
+@get(
+    "/users/me/likes",
+    summary="Videos I liked, newest like first",
+    operation_class=BearerOperation,
+    response_headers=[CACHE_STATUS_HEADER],
+    responses=problem_responses(_BAD_CURSOR, 401, 503),
+)
 async def my_likes(
     request: Request[User, Token, Any],
     video_reads: NamedDependency[VideoReads],
