@@ -35,6 +35,7 @@ from piccolo.engine.base import Engine
 from piccolo.querystring import QueryString
 from rich.progress import Progress
 
+from core.auth import OptionalAuthOperation
 from core.cache import Cache, ReadThroughCache
 from core.database import close_database, open_database, write_transaction
 from core.errors import InvalidInput, NotFound, Problem, problem_responses
@@ -51,6 +52,7 @@ from core.highlights import (
     Match,
     query_terms,
 )
+from core.openapi import CACHE_STATUS_HEADER
 from core.outbox import OutboxEvent, publish
 from core.settings import Settings
 from core.startup import SearchIndexHeld, open_search_index, run_command
@@ -609,8 +611,12 @@ def _viewer(request: Request[Any, Any, Any]) -> User | None:
 @get(
     "/search",
     opt={"auth_optional": True},
+    operation_class=OptionalAuthOperation,
     summary="Search videos by meaning, by keyword, or both",
-    responses=problem_responses(400, 401, 503),
+    response_headers=[CACHE_STATUS_HEADER],
+    responses=problem_responses(
+        InvalidInput("q", "must not be empty", source="query"), 401, SearchUnavailable(), 503
+    ),
 )
 async def search(
     request: Request[Any, Any, Any],
@@ -704,8 +710,15 @@ async def search(
 @get(
     "/videos/{video_id:uuid}/similar",
     opt={"auth_optional": True},
+    operation_class=OptionalAuthOperation,
     summary="Videos most like this one",
-    responses=problem_responses(400, 401, 404, 503),
+    responses=problem_responses(
+        InvalidInput("limit", "must be at most 50", source="query"),
+        401,
+        NotFound("No video with that id."),
+        SearchUnavailable(),
+        503,
+    ),
 )
 async def similar(
     request: Request[Any, Any, Any],
@@ -738,8 +751,10 @@ class Suggestions(msgspec.Struct):
 @get(
     "/search/suggest",
     opt={"auth_optional": True},
+    operation_class=OptionalAuthOperation,
     summary="Completions of a partly typed query: titles and tags",
-    responses=problem_responses(400, 401),
+    # 503: with a token, its account is read from the database.
+    responses=problem_responses(InvalidInput("q", "must not be empty", source="query"), 401, 503),
 )
 async def suggest(
     request: Request[Any, Any, Any],
