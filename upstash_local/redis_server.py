@@ -12,7 +12,10 @@ Run it with `python -m upstash_local.redis_server --port 8079 --token TOKEN --re
 - `Upstash-Encoding: base64`: every string in a result is base64-encoded except a bare "OK"; integers stay
   JSON numbers; nil is null; floats are strings (Redis sends them as bulk strings), so they are encoded too;
 - an `Upstash-Sync-Token` header on every response;
-- errors as `{"error": "<Redis's message>"}` with 400 (command error or malformed body) or 500 (Redis down).
+- errors as `{"error": "<Redis's message>"}` with 400 (command error or malformed body) or 500 (Redis down);
+- and where Upstash deliberately answers differently from Redis (SCAN with MATCH or TYPE, XTRIM with
+  `~`, ZRANGESTORE by rank with LIMIT, XINFO CONSUMERS of a missing group), Upstash's answer: see
+  redis_dialect.py.
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ import msgspec
 import uvicorn
 from redis.asyncio import BlockingConnectionPool
 from redis.exceptions import RedisError, ResponseError
+
+from upstash_local.redis_dialect import translate
 
 logger = logging.getLogger("upstash_local.redis")
 
@@ -162,7 +167,9 @@ class RedisRestApp:
         command = _parse_command(payload)
         if refusal := _refusal(command):
             return 400, {"error": refusal}
-        (reply,) = await self._execute([command], atomic=False)
+        translated = translate(command)
+        (reply,) = await self._execute([translated.command], atomic=False)
+        reply = translated.reply(reply)
         if isinstance(reply, ResponseError):
             return 400, {"error": _error_text(reply)}
         return 200, {"result": _encode(reply, base64)}
@@ -176,9 +183,12 @@ class RedisRestApp:
             # Redis discards a whole transaction when one command fails to queue; a refused one counts so.
             abort = "EXECABORT Transaction discarded because of previous errors."
             return [{"error": refusal or abort} for refusal in refusals]
-        runnable = [command for command, refusal in zip(commands, refusals, strict=True) if not refusal]
-        replies = iter(await self._execute(runnable, atomic=atomic) if runnable else [])
-        return [{"error": refusal} if refusal else _item(next(replies), base64) for refusal in refusals]
+        runnable = [
+            translate(command) for command, refusal in zip(commands, refusals, strict=True) if not refusal
+        ]
+        replies = await self._execute([t.command for t in runnable], atomic=atomic) if runnable else []
+        fixed = iter([t.reply(reply) for t, reply in zip(runnable, replies, strict=True)])
+        return [{"error": refusal} if refusal else _item(next(fixed), base64) for refusal in refusals]
 
     async def _execute(self, commands: list[list[bytes]], *, atomic: bool) -> list[Reply]:
         """Send the commands on one connection in one write; one reply (or ResponseError) per command."""

@@ -322,6 +322,101 @@ async def test_the_official_sdk_reads_what_it_writes(server: LocalServer, key: s
         assert await transaction.exec() == [2, True]
 
 
+# ---------------------------------------------------------------- where Upstash answers differently from Redis
+
+
+@pytest.fixture
+async def sdk(server: LocalServer) -> AsyncIterator[UpstashRedis]:
+    async with UpstashRedis(server.url, server.token, allow_telemetry=False) as client:
+        yield client
+
+
+@pytest.fixture
+async def direct() -> AsyncIterator[redis.asyncio.Redis]:
+    """The Redis behind the server, for what Redis itself would answer."""
+    client = redis.asyncio.Redis.from_url(REDIS_URL)
+    yield client
+    await client.aclose()
+
+
+async def test_scan_with_match_or_type_finds_what_one_redis_step_would_miss(
+    sdk: UpstashRedis, direct: redis.asyncio.Redis, key: str
+):
+    await direct.mset({f"{key}:filler:{i}": "x" for i in range(300)})
+    await direct.hset(f"{key}:the-hash", "field", "value")
+    cursor, _ = await direct.scan(0, match=f"{key}:the-hash")
+    assert cursor != 0  # one Redis step covers ~10 keys of 300: Redis's answer would go on
+
+    assert tuple(await sdk.scan(0, match=f"{key}:the-hash")) == (0, [f"{key}:the-hash"])
+    assert tuple(await sdk.scan(0, match=f"{key}:*", type="hash")) == (0, [f"{key}:the-hash"])
+    # COUNT matches per call (or more), and a walk over the cursors still sees every key once.
+    cursor, page = await sdk.scan(0, match=f"{key}:filler:*", count=25)
+    assert len(page) >= 25
+    seen = set(page)
+    while cursor != 0:
+        cursor, page = await sdk.scan(cursor, match=f"{key}:filler:*", count=25)
+        seen.update(page)
+    assert seen == {f"{key}:filler:{i}" for i in range(300)}
+    pipeline = sdk.pipeline()
+    pipeline.scan(0, match=f"{key}:the-hash")
+    pipeline.scan(0, type="hash", match=f"{key}:*", count=1)  # one match is enough: it may stop early
+    first, second = await pipeline.exec()
+    assert (tuple(first), second[1]) == ((0, [f"{key}:the-hash"]), [f"{key}:the-hash"])
+
+
+async def test_xtrim_trims_exactly_even_when_asked_to_approximate(
+    sdk: UpstashRedis, direct: redis.asyncio.Redis, key: str
+):
+    for stream in ("a", "b", "redis"):
+        for i in range(100):
+            await direct.xadd(f"{key}:{stream}", {"i": i}, id=f"{i + 1}-0")
+    await direct.xtrim(f"{key}:redis", maxlen=30, approximate=True)
+    assert await direct.xlen(f"{key}:redis") == 100  # Redis drops whole nodes of 100 only
+
+    assert await sdk.xtrim(f"{key}:a", maxlen=30) == 70  # approximate=True, the SDK's default
+    assert await sdk.xlen(f"{key}:a") == 30
+    assert (await sdk.xrange(f"{key}:a", "-", "+", count=1))[0][0] == "71-0"  # the newest stay
+    assert await sdk.xtrim(f"{key}:b", maxlen=50, limit=10) == 10  # LIMIT caps it, exactly
+    assert await sdk.xlen(f"{key}:b") == 90
+    assert await sdk.xtrim(f"{key}:b", minid="40-0", limit=5) == 5  # ids 11-15 go
+    assert await sdk.xtrim(f"{key}:b", minid="40-0") == 24  # then 16-39
+    assert (await sdk.xrange(f"{key}:b", "-", "+", count=1))[0][0] == "40-0"
+    assert await sdk.xtrim(f"{key}:b", maxlen=10, approximate=False) == 51  # exact as asked
+
+
+async def test_zrangestore_by_rank_takes_a_limit(sdk: UpstashRedis, direct: redis.asyncio.Redis, key: str):
+    source, destination = f"{key}:src", f"{key}:dst"
+    await sdk.zadd(source, {"member1": 1, "member2": 2, "member3": 3, "member4": 4})
+    with pytest.raises(redis.ResponseError, match="LIMIT"):
+        await direct.execute_command("ZRANGESTORE", destination, source, 0, 2, "LIMIT", 1, 1)
+
+    assert await sdk.zrangestore(destination, source, 0, 2, offset=1, count=1) == 1
+    assert await sdk.zrange(destination, 0, -1, withscores=True) == [("member2", 2.0)]
+    assert await sdk.zrangestore(destination, source, 0, -1, rev=True, offset=1, count=2) == 2
+    assert await sdk.zrange(destination, 0, -1) == ["member2", "member3"]
+    assert await sdk.zrangestore(destination, source, 1, -1, offset=1, count=-1) == 2
+    assert await sdk.zrange(destination, 0, -1) == ["member3", "member4"]
+    assert await sdk.zrangestore(destination, source, 0, 1, offset=5, count=1) == 0
+    assert await sdk.exists(destination) == 0
+    assert await sdk.zrangestore(destination, source, 2, 3, sortby="BYSCORE", offset=1, count=1) == 1
+
+
+async def test_xinfo_consumers_of_a_missing_group_is_empty(sdk: UpstashRedis, key: str):
+    await sdk.xadd(key, "*", {"field": "value"})
+    await sdk.xgroup_create(key, "readers", "0")
+    await sdk.xreadgroup("readers", "alice", {key: ">"})
+
+    assert await sdk.xinfo_consumers(key, "nonexistent_group") == []
+    assert [
+        dict(zip(info[::2], info[1::2], strict=True))["name"]
+        for info in await sdk.xinfo_consumers(key, "readers")
+    ] == ["alice"]
+    transaction = sdk.multi()
+    transaction.xinfo_consumers(key, "nonexistent_group")
+    transaction.xlen(key)
+    assert await transaction.exec() == [[], 1]
+
+
 def test_a_server_whose_redis_is_unreachable_does_not_start():
     with (
         pytest.raises(RuntimeError, match="cannot reach Redis"),
