@@ -324,3 +324,19 @@ async def test_too_many_sign_ins_show_when_to_try_again(
     assert all("status of 401" in m or "status of 429" in m for m in browser_page.console_errors)
     assert browser_page.offsite_requests == []
     assert browser_page.page_errors == []
+
+
+async def test_the_page_needs_no_sign_in_and_stays_out_of_the_api_document(demo_server: AppServer) -> None:
+    async with httpx.AsyncClient(base_url=demo_server.url, timeout=30) as client:
+        # A stale token in the browser must not lock anyone out of the page itself.
+        page = await client.get("/", headers={"Authorization": "Bearer not-a-token"})
+        script = await client.get(
+            "/search-ui/search-page.js", headers={"Authorization": "Bearer not-a-token"}
+        )
+        document = (await client.get("/schema/openapi.json")).json()
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    assert "default-src 'none'" in page.headers["content-security-policy"]
+    assert script.status_code == 200
+    assert script.headers["content-type"].startswith("text/javascript")
+    assert not [path for path in document["paths"] if path == "/" or path.startswith("/search-ui")]
