@@ -32,6 +32,7 @@ from core.database import bind_tables, build_engine, close_database, open_databa
 from core.embeddings import DIMENSION, installed_embedder
 from core.settings import load_settings
 from core.vectors import EmbeddedVectorIndex, VectorRecord
+from core.vocabulary import VOCABULARY_TABLES, Document, record
 from features.search.search import indexed_metadata, indexed_text
 from features.users.users import User
 from features.videos.videos import DemoVideo, Video, VideoTag, load_demo_catalogue
@@ -90,7 +91,7 @@ async def build(videos: int, seed: int = 7) -> list[str]:
     """Fill the configured database and index; returns the public video ids, shuffled."""
     settings = load_settings()
     engine = build_engine(settings)
-    bind_tables(engine, [User, Video, VideoTag])
+    bind_tables(engine, [User, Video, VideoTag, *VOCABULARY_TABLES])
     await open_database(engine, settings)
     rng = random.Random(seed)
     noise = np.random.default_rng(seed)
@@ -131,6 +132,16 @@ async def build(videos: int, seed: int = 7) -> list[str]:
                 )
                 for row, vector in zip(rows, dense.tolist(), strict=True)
             ]
+        )
+        # The vocabulary the indexer keeps (typo correction, suggestions), as the relay would record it.
+        await record(
+            [
+                Document(
+                    str(r["id"]), str(r["owner"]), r["visibility"], r["title"], r["tags"], indexed_text(r)
+                )
+                for r in rows
+            ],
+            [],
         )
         public += [str(row["id"]) for row in rows if row["visibility"] == "public"]
         done += len(rows)

@@ -11,6 +11,7 @@ serialises vocabulary writers; a worker's copy (`Vocabulary`) asks for the revis
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import Counter
@@ -137,13 +138,15 @@ async def record(present: Iterable[Document], gone: Iterable[str]) -> None:
 class Vocabulary:
     """This worker's copy: typo corrections over the public terms, completions over titles and tags."""
 
-    def __init__(self, refresh_seconds: float = 1.0) -> None:
+    def __init__(self, refresh_seconds: float = 1.0, first_load_wait_seconds: float = 1.0) -> None:
         self.typos = TypoIndex()
         self.completions = Completions()
         self._refresh_seconds = refresh_seconds
+        self._first_load_wait = first_load_wait_seconds
         self._revision: int | None = None  # None: never loaded
         self._checked_at = 0.0
         self._lock = asyncio.Lock()
+        self._first_load: asyncio.Task[None] | None = None
 
     def changed(self) -> None:
         """This process just recorded documents: refresh on the next use rather than within a second."""
@@ -151,10 +154,20 @@ class Vocabulary:
 
     async def current(self) -> Vocabulary:
         """Self, refreshed when due. Never raises: a failed refresh is logged and the old copy serves."""
-        if self._revision is not None and (
-            time.monotonic() - self._checked_at < self._refresh_seconds or self._lock.locked()
-        ):
+        if self._revision is None:
+            # The first copy takes seconds at 100k videos (built in a thread, off the event loop):
+            # requests wait for it a moment, then go on without (no corrections or suggestions yet).
+            if self._first_load is None or self._first_load.done():
+                self._first_load = asyncio.create_task(self._refresh_now())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._first_load), self._first_load_wait)
+            return self
+        if time.monotonic() - self._checked_at < self._refresh_seconds or self._lock.locked():
             return self  # fresh enough, or another request is refreshing it right now
+        await self._refresh_now()
+        return self
+
+    async def _refresh_now(self) -> None:
         async with self._lock:
             if time.monotonic() - self._checked_at >= self._refresh_seconds or self._revision is None:
                 try:
@@ -162,7 +175,6 @@ class Vocabulary:
                 except Exception as exc:
                     logger.warning("vocabulary refresh failed, serving the previous copy: %r", exc)
                 self._checked_at = time.monotonic()
-        return self
 
     async def _refresh(self) -> None:
         row = await SearchVocabularyRevision.select(SearchVocabularyRevision.revision).first()
@@ -182,15 +194,23 @@ class Vocabulary:
             SearchDocument.title,
             SearchDocument.tags,
         ).where(SearchDocument.revision > since)
-        for term in terms:
-            self.typos.set_count(term["term"], term["document_count"])
-        for document in documents:
-            tags = document["tags"]
-            self.completions.put(
-                document["key"],
-                document["owner"],
-                document["visibility"],
-                document["title"],
-                msgspec.json.decode(tags) if isinstance(tags, str | bytes) else tags,
+        rows = [
+            (row["key"], row["owner"], row["visibility"], row["title"], _tags(row["tags"]))
+            for row in documents
+        ]
+        if since == -1:  # a whole copy: built in one go, in a thread
+            counts = [(term["term"], term["document_count"]) for term in terms]
+            self.typos, self.completions = await asyncio.to_thread(
+                lambda: (TypoIndex(counts), Completions.load(rows))
             )
+        else:
+            for term in terms:
+                self.typos.set_count(term["term"], term["document_count"])
+            for row in rows:
+                self.completions.put(*row)
         self._revision = latest
+
+
+def _tags(stored: str | bytes | list[str]) -> list[str]:
+    # SQLite returns JSON as text, PostgreSQL as the decoded value.
+    return msgspec.json.decode(stored) if isinstance(stored, str | bytes) else stored
