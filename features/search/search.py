@@ -474,6 +474,11 @@ DURATION_BUCKETS = (
 )
 
 
+# What one `facets` value may be (the document states it; a value outside it is a 400 naming facets).
+FACET_LIST = r"^(tags|duration)(,(tags|duration))*$"
+FacetList = Annotated[str, msgspec.Meta(pattern=FACET_LIST, max_length=40)]
+
+
 def facet_names(requested: list[str] | None) -> tuple[str, ...]:
     """The facets asked for, as `facets=tags,duration` or `facets=tags&facets=duration`."""
     names = {name.strip() for value in requested or [] for name in value.split(",") if name.strip()}
@@ -634,11 +639,13 @@ async def search(
     min_duration: Annotated[int | None, QueryParameter(ge=1, le=86_400)] = None,
     max_duration: Annotated[int | None, QueryParameter(ge=1, le=86_400)] = None,
     facets: Annotated[
-        list[str] | None,
+        list[FacetList] | None,
         QueryParameter(
             description="Counts beside the hits, over the whole candidate set: tags (the top 20) and/or"
             " duration (under_5_min: < 300 s, 5_to_20_min: 300-1199 s, 20_to_60_min: 1200-3599 s,"
-            " over_60_min: >= 3600 s). Comma-separated or repeated."
+            " over_60_min: >= 3600 s). Comma-separated or repeated.",
+            max_items=len(FACETS),
+            schema_extra={"items": {"type": "string", "pattern": FACET_LIST}},
         ),
     ] = None,
     typo_tolerance: Annotated[

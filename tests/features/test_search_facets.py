@@ -173,6 +173,24 @@ async def test_facets_are_asked_for_comma_separated_or_repeated_and_only_then_re
 
 
 async def test_an_unknown_facet_is_a_400_naming_the_parameter(client):
-    for value in ("colour", "tags,colour", "tags;duration"):
-        body = assert_field_error(await search(client, "bread", facets=value), "facets")
-        assert "tags, duration" in body["errors"][0]["message"]
+    for value in (
+        "colour",
+        "tags,colour",
+        "tags;duration",
+        "tags,,duration",
+        "",
+        ["tags", "duration", "tags"],
+    ):
+        assert_field_error(await search(client, "bread", facets=value), "facets")
+
+
+async def test_the_openapi_document_states_the_facets_parameter_and_field(client):
+    document = (await client.get("/schema/openapi.json")).json()
+    operation = document["paths"]["/api/v1/search"]["get"]
+    (facets,) = [parameter for parameter in operation["parameters"] if parameter["name"] == "facets"]
+    assert facets["schema"]["items"]["pattern"] == "^(tags|duration)(,(tags|duration))*$"
+    assert "under_5_min: < 300 s" in facets["description"]
+    schemas = document["components"]["schemas"]
+    assert "facets" in schemas["SearchPage"]["properties"]
+    assert set(schemas["SearchFacets"]["properties"]) == {"candidates", "tags", "duration"}
+    assert schemas["SearchFacets"]["required"] == ["candidates"]
