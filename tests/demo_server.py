@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 
+from features.videos.videos import load_demo_catalogue
 from tests.conftest import clipdex_environ, migrate
 from tests.live_server import ROOT, AppServer
 
@@ -31,16 +32,30 @@ def seed_demo_catalogue(environ: dict[str, str]) -> None:
 
 
 def wait_until_indexed(server: AppServer) -> None:
-    """Block until /ready says the search index has no change waiting (not `catching_up`)."""
+    """Block until /ready says the search index has no change waiting (not `catching_up`), and the
+    suggestions know the last demo video too (each worker refreshes its copy of the vocabulary
+    shortly after the index changed)."""
     deadline = time.monotonic() + INDEX_SECONDS
-    status = None
+    status: object = None
     while time.monotonic() < deadline:
         answer = httpx.get(f"{server.url}/ready", timeout=5.0)
         status = answer.json()["dependencies"]["search_index"]
         if answer.status_code == 200 and status["status"] == "ok":
+            break
+        time.sleep(0.25)
+    else:
+        raise AssertionError(f"the search index did not catch up: {status}\n{server.log()}")
+    last_public = next(item for item in reversed(load_demo_catalogue()) if item.visibility == "public")
+    while time.monotonic() < deadline:
+        suggested = httpx.get(
+            f"{server.url}/api/v1/search/suggest", params={"q": last_public.title}, timeout=5.0
+        )
+        if suggested.status_code == 200 and any(
+            item["text"] == last_public.title for item in suggested.json()["items"]
+        ):
             return
         time.sleep(0.25)
-    raise AssertionError(f"the search index did not catch up: {status}\n{server.log()}")
+    raise AssertionError(f"suggestions do not know {last_public.title!r}: {suggested.text}")
 
 
 def start_demo_server(directory: Path, name: str = "demo", **settings: object) -> AppServer:
