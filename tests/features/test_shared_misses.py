@@ -170,3 +170,20 @@ async def test_fifty_identical_video_reads_on_a_cold_cache_read_the_database_onc
     assert shared["shared"] + shared["hit"] == 49, shared
     # The control: without sharing the same reads overlap and each reads the database.
     assert unshared["miss"] > 1, unshared
+
+
+async def test_fifty_identical_list_reads_on_a_cold_cache_compute_the_page_once(serve, make_settings):
+    async with serve():
+        pass
+    async with serve_here(make_settings, **PATIENT) as http:
+        owner = await register(http)
+        body = {"title": "Listed once", "url": "https://media.example.com/l.mp4", "duration_seconds": 60}
+        # A new video bumps the lists' generation: every first page misses next.
+        assert (await http.post("/api/v1/videos", json=body, headers=owner.headers)).status_code == 201
+        responses = await asyncio.gather(*(http.get("/api/v1/videos") for _ in range(50)))
+
+    assert [response.status_code for response in responses] == [200] * 50
+    assert len({response.content for response in responses}) == 1
+    statuses = Counter(response.headers["x-cache"] for response in responses)
+    assert statuses["miss"] == 1, statuses
+    assert statuses["shared"] + statuses["hit"] == 49, statuses
