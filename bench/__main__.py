@@ -24,6 +24,7 @@ SUITES = {
     "vector_engine": "The vector engine (10k, 100k, 1M vectors)",
     "embeddings": "Embeddings",
     "indexing": "Indexing: full reindex and outbox lag",
+    "search_features": "Search highlights, typo correction and suggestions",
 }
 
 
