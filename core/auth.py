@@ -20,7 +20,7 @@ from litestar.middleware.authentication import AuthenticationResult
 from litestar.security.jwt import JWTAuthenticationMiddleware
 
 from core.cache import Cache
-from core.errors import TooManyRequests
+from core.errors import Problem, TooManyRequests
 from core.openapi import BEARER_SCHEME, BearerOperation
 
 logger = logging.getLogger("clipdex.auth")
@@ -54,6 +54,17 @@ class Passwords:
         return await asyncio.to_thread(verify)
 
 
+class RevocationUnavailable(Problem):
+    def __init__(self) -> None:
+        super().__init__(
+            503,
+            "The sign-out could not be recorded (the cache is unavailable), so this token still works."
+            " Try again shortly.",
+            kind="cache-unavailable",
+            headers={"Retry-After": "2"},
+        )
+
+
 class TokenRevocations:
     """Token ids revoked before their expiry, remembered only until they would have expired anyway."""
 
@@ -62,8 +73,15 @@ class TokenRevocations:
 
     async def revoke(self, token_id: str, expires_at: float) -> None:
         remaining = int(expires_at - time.time()) + 1
-        if remaining > 0:
+        if remaining <= 0:
+            return
+        try:
             await self._cache.set(f"auth:revoked:{token_id}", b"1", expires_in=remaining)
+        except Exception as exc:
+            # A sign-out that answered 204 without being recorded would leave a token the client
+            # believes dead working: say so instead, and let it try again.
+            logger.warning("cache unavailable: token revocation not recorded", exc_info=True)
+            raise RevocationUnavailable() from exc
 
     async def is_revoked(self, token_id: str | None) -> bool:
         if token_id is None:

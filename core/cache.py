@@ -7,9 +7,13 @@ sits behind the same interface, so nothing above this module knows which one it 
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import logging
 import math
+import sys
 import time
+import weakref
 from abc import abstractmethod
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -48,9 +52,12 @@ class Cache(Store):
         """Add `amount` to one counter of the counter map at `key` (created when absent), atomically."""
 
     @abstractmethod
-    async def pop_fields(self, key: str) -> dict[str, int]:
-        """Take the whole counter map at `key` and remove it, atomically: increments that land after
-        this call start a new map, so none is counted twice or lost."""
+    async def claim_fields(self, key: str, claim: str) -> dict[str, int]:
+        """Move the counter map at `key` to `claim` unless `claim` still holds one, and return what
+        `claim` holds, atomically: increments that land after the move start a new map at `key`.
+
+        Until `claim` is deleted, asking again returns the same counters and moves nothing, so a
+        caller whose answer was lost on the way (a timeout) asks again and loses nothing."""
 
     @abstractmethod
     async def ping(self) -> None:
@@ -137,12 +144,12 @@ class InMemoryCache(Cache):
         self._put(key, msgspec.json.encode(counters), entry[1] if entry else None)
         return counters[field]
 
-    async def pop_fields(self, key: str) -> dict[str, int]:
-        entry = self._live(key)
-        if entry is None:
-            return {}
-        del self._entries[key]
-        return msgspec.json.decode(entry[0])
+    async def claim_fields(self, key: str, claim: str) -> dict[str, int]:
+        if self._live(claim) is None and (entry := self._live(key)) is not None:
+            del self._entries[key]
+            self._put(claim, entry[0], entry[1])
+        claimed = self._live(claim)
+        return msgspec.json.decode(claimed[0]) if claimed else {}
 
     async def ping(self) -> None:
         return None
@@ -165,12 +172,26 @@ def build_cache(settings: Settings) -> Cache:
 CacheStatus = Literal["hit", "miss", "shared"]
 
 
+@dataclasses.dataclass
+class _PendingBumps:
+    names: set[str] = dataclasses.field(default_factory=set)
+    catch_up: asyncio.Task[None] | None = None
+    next_try: float = 0.0  # time.monotonic() before which no catch-up starts (the cache was down)
+
+
+# Generation bumps that failed, per cache, until they are made (see ReadThroughCache._unbumped).
+_PENDING_BUMPS: weakref.WeakKeyDictionary[Cache, _PendingBumps] = weakref.WeakKeyDictionary()
+_CATCH_UP_RETRY_SECONDS = 0.5
+
+
 class ReadThroughCache:
     """Cache reads and writes that never fail a request: errors are logged, counted and skipped.
 
     Entries live under generation-stamped keys. A write bumps the generation of what it changed, so
     every later read looks under a new key and can never find the state from before the write, even
-    when a slow reader stores an old copy under the old key after the write's invalidation.
+    when a slow reader stores an old copy under the old key after the write's invalidation. A bump
+    that fails (the cache is down) is made again in the background once the cache answers, and until
+    then what it names is read around.
     """
 
     def __init__(self, cache: Cache, flights: SingleFlight[tuple[bytes, CacheStatus]] | None = None) -> None:
@@ -179,6 +200,8 @@ class ReadThroughCache:
 
     async def generation(self, name: str) -> int | None:
         """The current generation of `name`; None when the cache is unavailable (read around it)."""
+        if name in self._unbumped():
+            return None  # changed while the cache was down: what it holds under `name` may be older
         try:
             raw = await self._cache.get(f"gen:{name}")
         except Exception:
@@ -187,11 +210,35 @@ class ReadThroughCache:
         return int(raw) if raw else 0
 
     async def bump(self, *names: str) -> None:
+        unbumped = self._unbumped()
         for name in names:
             try:
                 await self._cache.incr(f"gen:{name}")
             except Exception:
                 _cache_failed("bump")
+                unbumped.add(name)
+
+    def _unbumped(self) -> set[str]:
+        """The names whose bump failed and is not made yet (shared by every instance on this cache),
+        starting their catch-up in the background when none runs. An entry cached before a cache
+        outage would otherwise outlive a write made during it: the write's bump failed, and after the
+        outage the old generation still leads to the old entry (for up to its TTL)."""
+        pending = _PENDING_BUMPS.setdefault(self._cache, _PendingBumps())
+        if pending.names and pending.catch_up is None and time.monotonic() >= pending.next_try:
+            pending.catch_up = asyncio.get_running_loop().create_task(self._catch_up(pending))
+        return pending.names
+
+    async def _catch_up(self, pending: _PendingBumps) -> None:
+        try:
+            for name in list(pending.names):
+                try:
+                    await self._cache.incr(f"gen:{name}")
+                except Exception:
+                    pending.next_try = time.monotonic() + _CATCH_UP_RETRY_SECONDS  # still down
+                    return
+                pending.names.discard(name)
+        finally:
+            pending.catch_up = None
 
     async def get(self, key: str) -> bytes | None:
         try:
@@ -244,4 +291,10 @@ CACHE_ERRORS = Counter(
 
 def _cache_failed(operation: str) -> None:
     CACHE_ERRORS.labels(operation=operation).inc()
-    logger.warning("cache %s failed; serving without the cache", operation, exc_info=True)
+    # An unreachable or silent cache fails every call alike while it lasts: a line each, and the
+    # traceback only for anything else.
+    error = sys.exc_info()[1]
+    if isinstance(error, TimeoutError | ConnectionError):
+        logger.warning("cache %s failed; serving without the cache: %s", operation, error)
+    else:
+        logger.warning("cache %s failed; serving without the cache", operation, exc_info=True)

@@ -10,7 +10,7 @@ How the port maps onto Redis commands:
 | `delete_all` | `SCAN 0 MATCH <prefix>* COUNT 500` + `UNLINK`, batch by batch: never `FLUSHDB` |
 | `incr` | `INCRBY`; with `expires_in`: `MULTI SET k 0 NX PX ms, INCRBY k n EXEC` |
 | `increment_field` | `HINCRBY` |
-| `pop_fields` | `MULTI HGETALL k, DEL k EXEC` |
+| `claim_fields` | `EVAL`: `RENAME k claim` when claim is absent, then `HGETALL claim` |
 | `ping` | `PING` |
 
 Every key lives under a prefix (`clipdex:` by default), so the database can be shared and `delete_all`
@@ -21,24 +21,46 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import timedelta
 
+import httpx
 from upstash_redis.asyncio import Redis
 
 from core.cache import Cache
 
 _DELETE_BATCH = 500
+# Error answers in a row (no call succeeding between them) after which calls pause like for a silence.
+_FAILURES_BEFORE_PAUSING = 3
+# claim_fields: KEYS[1] the counter map, KEYS[2] the claim; moves the map only onto an empty claim.
+_CLAIM_FIELDS = """
+if redis.call('EXISTS', KEYS[2]) == 0 and redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('RENAME', KEYS[1], KEYS[2])
+end
+return redis.call('HGETALL', KEYS[2])
+"""
+
+
+class CacheUnavailable(TimeoutError):
+    """Upstash Redis did not answer in time or could not be reached (or did so and has not answered
+    a PING since).
+
+    A TimeoutError, as a missed deadline was before: callers that read around a slow cache need no
+    change. The call may still have reached Upstash (only its answer was lost), so an increment that
+    raised this may have counted.
+    """
 
 
 class UpstashRedisCache(Cache):
     """The shared cache: one SDK client, opened by `open()` and released by `close()`.
 
-    Every call has a deadline of `timeout_seconds` (the SDK has none): a slow or silent Upstash makes the
-    call raise TimeoutError instead of holding the request that made it. The SDK's own retry is off: it
-    waits 3 s before retrying, which no deadline leaves room for, and a retried INCRBY whose first attempt
-    did arrive would count twice. Callers already treat a failing cache as a miss or a skipped write.
+    Every call has a deadline of `timeout_seconds` (the SDK has none): a slow or silent Upstash makes
+    the call raise CacheUnavailable (a TimeoutError) instead of holding the request that made it; from
+    then on (and after a refused connection) calls fail without asking until Upstash answers a PING.
+    The SDK's own retry is off: it waits 3 s before retrying, which no deadline leaves room for, and a
+    retried INCRBY whose first attempt did arrive would count twice. Callers already treat a failing cache as a miss or a skipped write.
 
     Values are bytes, and the REST protocol carries JSON text, so each byte travels as the character with
     the same number (Latin-1). JSON carries those exactly, Redis stores their UTF-8 form, and the SDK's
@@ -55,6 +77,10 @@ class UpstashRedisCache(Cache):
         self._prefix = prefix
         self._client: Redis | None = None
         self._resources = AsyncExitStack()
+        self._unavailable = ""  # why calls fail without asking, until the prober hears a PONG
+        self._prober: asyncio.Task[None] | None = None
+        self._answered_at = 0.0  # time.monotonic() of the last call that got an answer
+        self._failed_in_a_row = 0
 
     async def open(self) -> None:
         """Create the client and its HTTP connection pool, once; every call then reuses them."""
@@ -73,6 +99,11 @@ class UpstashRedisCache(Cache):
 
     async def close(self) -> None:
         self._client = None
+        if self._prober is not None:
+            self._prober.cancel()
+            await asyncio.gather(self._prober, return_exceptions=True)
+            self._prober = None
+        self._unavailable = ""
         resources, self._resources = self._resources, AsyncExitStack()
         await resources.aclose()
 
@@ -80,13 +111,52 @@ class UpstashRedisCache(Cache):
     async def _call(self, operation: str) -> AsyncIterator[Redis]:
         if self._client is None:
             raise RuntimeError("UpstashRedisCache is not open: await open() first")
+        # A request makes several cache calls; with Upstash silent each would wait out the deadline in
+        # turn. Once a call found it unreachable or silent, calls fail at once until a PING in the
+        # background is answered again, so a request waits at most about one deadline.
+        if self._unavailable:
+            raise CacheUnavailable(f"Upstash Redis is unavailable ({self._unavailable}); waiting for it")
+        started = time.monotonic()
         try:
             async with asyncio.timeout(self._timeout):
                 yield self._client
         except TimeoutError as exc:
-            raise TimeoutError(
-                f"Upstash Redis did not answer {operation} within {self._timeout:g} s"
-            ) from exc
+            reason = f"did not answer {operation} within {self._timeout:g} s"
+            # Silent, or only slow with this call? If it answered another call meanwhile, it is there.
+            if self._answered_at < started:
+                self._became_unavailable(reason)
+            raise CacheUnavailable(f"Upstash Redis {reason}") from exc
+        except (httpx.TransportError, ValueError) as exc:  # unreachable, cut off, or not its JSON
+            self._became_unavailable(f"unreachable: {exc!r}")
+            raise CacheUnavailable(f"Upstash Redis is unreachable ({operation}): {exc!r}") from exc
+        except Exception as exc:
+            # An error answer (its Redis down, say) is quick, but a request making several calls would
+            # still pay for each: after a few in a row with none answered, calls pause as above.
+            self._failed_in_a_row += 1
+            if self._failed_in_a_row >= _FAILURES_BEFORE_PAUSING:
+                self._became_unavailable(
+                    f"{self._failed_in_a_row} calls in a row failed, the last with {exc!r}"
+                )
+            raise
+        self._answered_at = time.monotonic()
+        self._failed_in_a_row = 0
+
+    def _became_unavailable(self, reason: str) -> None:
+        self._unavailable = reason
+        if self._prober is None or self._prober.done():
+            self._prober = asyncio.get_running_loop().create_task(self._probe(), name="upstash-redis-probe")
+
+    async def _probe(self) -> None:
+        """PING until Upstash answers, then let calls through again."""
+        while (client := self._client) is not None:
+            await asyncio.sleep(min(self._timeout, 1.0))
+            try:
+                async with asyncio.timeout(self._timeout):
+                    if await client.ping() == "PONG":
+                        self._unavailable, self._failed_in_a_row = "", 0
+                        return
+            except Exception:
+                continue
 
     def _key(self, key: str) -> str:
         return self._prefix + key
@@ -159,14 +229,11 @@ class UpstashRedisCache(Cache):
         async with self._call("increment_field") as redis:
             return await redis.hincrby(self._key(key), field, amount)
 
-    async def pop_fields(self, key: str) -> dict[str, int]:
-        async with self._call("pop_fields") as redis:
-            # One transaction: an HINCRBY lands before it (and is taken) or after it (in a new map).
-            transaction = redis.multi()
-            transaction.hgetall(self._key(key))
-            transaction.delete(self._key(key))
-            counters, _ = await transaction.exec()
-        return {field: int(value) for field, value in counters.items()}
+    async def claim_fields(self, key: str, claim: str) -> dict[str, int]:
+        async with self._call("claim_fields") as redis:
+            # One script, so atomic: an HINCRBY lands before the move (and is claimed) or after it.
+            flat = await redis.eval(_CLAIM_FIELDS, keys=[self._key(key), self._key(claim)])
+        return {field: int(value) for field, value in zip(flat[::2], flat[1::2], strict=True)}
 
     async def ping(self) -> None:
         async with self._call("ping") as redis:

@@ -545,9 +545,11 @@ async def delete_account(user_id: uuid.UUID, engine: Engine, reads: VideoReads) 
 class ViewCounter:
     """Views are counted in the cache and written to the database in batches.
 
-    Recording a view is one atomic cache increment; `flush` takes the whole pending map atomically
-    (so several workers can flush the same shared cache without double counting) and applies it in
-    one transaction. If the cache is down, the view is written straight to the database instead.
+    Recording a view is one atomic cache increment; `flush` claims the whole pending map atomically
+    (so several workers can flush the same shared cache without double counting), applies it in one
+    transaction and then deletes the claim. A claim outlives a failed write or a lost answer (a cache
+    call that timed out), and the next flush applies it, so a failure loses no view. If the cache is
+    down, the view is written straight to the database instead.
     """
 
     PENDING = "videos:views:pending"
@@ -556,11 +558,16 @@ class ViewCounter:
         self._cache = cache
         self._engine = engine
         self._reads = reads
+        # This worker's own claim: another worker's flush never applies it.
+        self._claim = f"videos:views:claimed:{uuid.uuid4().hex}"
+        self._applied_but_held = False
 
     async def record(self, video_id: uuid.UUID) -> None:
         try:
             await self._cache.increment_field(self.PENDING, str(video_id))
         except Exception:
+            # Counted here even if the increment arrived after all (an answer lost): counting a view
+            # twice beats losing it.
             logger.warning("cache unavailable: writing a view straight to the database", exc_info=True)
             await self._apply({str(video_id): 1})
 
@@ -569,21 +576,29 @@ class ViewCounter:
         if not owns_tables(self._engine, Video):
             return 0
         try:
-            pending = await self._cache.pop_fields(self.PENDING)
+            if self._applied_but_held:  # written already: only the claim is left to delete
+                await self._release()
+            claimed = await self._cache.claim_fields(self.PENDING, self._claim)
         except Exception:
             logger.warning("cache unavailable: view flush skipped", exc_info=True)
             return 0
-        if not pending:
+        if not claimed:
             return 0
         try:
-            await self._apply(pending)
+            await self._apply(claimed)
         except Exception:
-            # Put them back for the next flush rather than lose them.
-            logger.exception("view flush failed; %d views kept for the next flush", sum(pending.values()))
-            for video_id, count in pending.items():
-                await self._cache.increment_field(self.PENDING, video_id, count)
+            logger.exception("view flush failed; %d views kept for the next flush", sum(claimed.values()))
             return 0
-        return sum(pending.values())
+        self._applied_but_held = True
+        try:
+            await self._release()
+        except Exception:
+            logger.warning("cache unavailable: the next flush deletes the views it wrote", exc_info=True)
+        return sum(claimed.values())
+
+    async def _release(self) -> None:
+        await self._cache.delete(self._claim)
+        self._applied_but_held = False
 
     async def _apply(self, pending: dict[str, int]) -> None:
         async with write_transaction(self._engine):

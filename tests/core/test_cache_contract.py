@@ -159,7 +159,7 @@ async def test_delete_all_removes_every_kind_of_entry(cache: Cache):
 
     for key in ("a", "b", "counter"):
         assert not await cache.exists(key)
-    assert await cache.pop_fields("counters") == {}
+    assert await cache.claim_fields("counters", "claim") == {}
 
 
 async def test_incr_counts_from_zero_and_by_amount(cache: Cache):
@@ -206,43 +206,49 @@ async def test_incr_sets_a_ttl_only_on_the_key_it_creates(cache: Cache):
     assert 59 <= await cache.expires_in("windowed") <= 60
 
 
-async def test_increment_field_and_pop_fields(cache: Cache):
+async def test_increment_field_and_claim_fields(cache: Cache):
     assert await cache.increment_field("views", "v1") == 1
     assert await cache.increment_field("views", "v1", 4) == 5
     assert await cache.increment_field("views", "v2", 2) == 2
 
-    assert await cache.pop_fields("views") == {"v1": 5, "v2": 2}
-    assert await cache.pop_fields("views") == {}
-    assert await cache.pop_fields("never-there") == {}
+    assert await cache.claim_fields("views", "claim") == {"v1": 5, "v2": 2}
     assert await cache.increment_field("views", "v1") == 1  # a new map starts
+    # Until the claim is deleted, claiming again answers the same and moves nothing.
+    assert await cache.claim_fields("views", "claim") == {"v1": 5, "v2": 2}
+    await cache.delete("claim")
+    assert await cache.claim_fields("views", "claim") == {"v1": 1}
+    await cache.delete("claim")
+    assert await cache.claim_fields("views", "claim") == {}
+    assert await cache.claim_fields("never-there", "other-claim") == {}
 
 
-async def test_increments_landing_during_pops_are_each_counted_once(cache: Cache):
+async def test_increments_landing_during_claims_are_each_counted_once(cache: Cache):
     fields, waves, per_wave = ("a", "b", "c"), 8, 6
-    popped: Counter[str] = Counter()
-    pops_with_counts = 0
+    claimed: Counter[str] = Counter()
+    claims_with_counts = 0
     finished = asyncio.Event()
 
-    async def pop_until_finished() -> None:
-        nonlocal pops_with_counts
+    async def claim_until_finished(claim: str) -> None:
+        nonlocal claims_with_counts
         while not finished.is_set():
-            counts = await cache.pop_fields("views")
-            pops_with_counts += bool(counts)
-            popped.update(counts)
+            counts = await cache.claim_fields("views", claim)
+            await cache.delete(claim)
+            claims_with_counts += bool(counts)
+            claimed.update(counts)
             await asyncio.sleep(0)
 
-    poppers = [asyncio.create_task(pop_until_finished()) for _ in range(2)]
+    claimers = [asyncio.create_task(claim_until_finished(f"claim-{n}")) for n in range(2)]
     for _ in range(waves):
         await asyncio.gather(
             *(cache.increment_field("views", field) for field in fields for _ in range(per_wave))
         )
         await asyncio.sleep(0)
     finished.set()
-    await asyncio.gather(*poppers)
-    popped.update(await cache.pop_fields("views"))
+    await asyncio.gather(*claimers)
+    claimed.update(await cache.claim_fields("views", "last-claim"))
 
-    assert popped == {field: waves * per_wave for field in fields}
-    assert pops_with_counts >= 2  # the pops did overlap with the increments
+    assert claimed == {field: waves * per_wave for field in fields}
+    assert claims_with_counts >= 2  # the claims did overlap with the increments
 
 
 async def test_ping_answers(cache: Cache):
@@ -312,6 +318,7 @@ async def test_a_server_that_never_answers_fails_calls_within_the_timeout():
         )
         for call in calls:
             started = time.monotonic()
+            # The first call waits out the deadline; the others fail at once, for the same reason.
             with pytest.raises(TimeoutError, match="did not answer"):
                 await call()
             assert time.monotonic() - started < 1.0
@@ -320,6 +327,79 @@ async def test_a_server_that_never_answers_fails_calls_within_the_timeout():
         release.set()
         silent.close()
         await silent.wait_closed()
+
+
+class FreezableProxy:
+    """A TCP relay in front of a server that can be frozen: bytes are held, not passed on, until it
+    thaws (as a hung server or network), and then delivered late."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self._target = (host, port)
+        self.thawed = asyncio.Event()
+        self.thawed.set()
+        self._relays: set[asyncio.Task[None]] = set()
+
+    async def __aenter__(self) -> str:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+
+    async def __aexit__(self, *_: object) -> None:
+        self.thawed.set()
+        self._server.close()
+        for relay in self._relays:
+            relay.cancel()
+        await asyncio.gather(*self._relays, return_exceptions=True)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        upstream_reader, upstream_writer = await asyncio.open_connection(*self._target)
+        for source, sink in ((reader, upstream_writer), (upstream_reader, writer)):
+            relay = asyncio.create_task(self._relay(source, sink))
+            self._relays.add(relay)
+            relay.add_done_callback(self._relays.discard)
+
+    async def _relay(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+        try:
+            while data := await source.read(65536):
+                await self.thawed.wait()
+                sink.write(data)
+                await sink.drain()
+        finally:
+            sink.close()
+
+
+async def test_after_a_silent_call_calls_fail_at_once_until_upstash_answers_again(
+    local_upstash_redis: LocalServer,
+):
+    host, port = local_upstash_redis.url.removeprefix("http://").rsplit(":", 1)
+    proxy = FreezableProxy(host, int(port))
+    async with proxy as url:
+        cache = UpstashRedisCache(url, local_upstash_redis.token, 0.3, prefix=f"test-{uuid.uuid4().hex}:")
+        await cache.open()
+
+        async def seconds_to_fail() -> float:
+            started = time.monotonic()
+            with pytest.raises(TimeoutError):
+                await cache.get("k")
+            return time.monotonic() - started
+
+        try:
+            await cache.set("k", b"v")
+            proxy.thawed.clear()
+            assert await seconds_to_fail() >= 0.3  # asked, and waited out the deadline
+            await asyncio.sleep(1.0)  # longer than a deadline: still not asked while Upstash is silent
+            assert await seconds_to_fail() < 0.05
+            proxy.thawed.set()
+            deadline = time.monotonic() + 5
+            while True:  # answers again once a background PING got through
+                try:
+                    assert await cache.get("k") == b"v"
+                    break
+                except TimeoutError:
+                    assert time.monotonic() < deadline, "the cache was not asked again"
+                    await asyncio.sleep(0.05)
+        finally:
+            await cache.delete_all()
+            await cache.close()
 
 
 async def test_calls_before_open_are_refused_and_close_then_open_works(local_upstash_redis: LocalServer):

@@ -192,7 +192,7 @@ class BrokenCache(Cache):
     """A cache whose service cannot be reached: every call raises, as a client of a down server does."""
 
     set = get = delete = delete_all = exists = expires_in = _unreachable
-    incr = increment_field = pop_fields = ping = close = _unreachable
+    incr = increment_field = claim_fields = ping = close = _unreachable
 
 
 async def test_the_api_answers_correctly_while_the_cache_is_down(client, sign_up, make_settings):
