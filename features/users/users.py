@@ -24,6 +24,7 @@ from core.auth import (
     OptionalBearerAuthMiddleware,
     Passwords,
     PublicOperation,
+    RevocationUnavailable,
     TokenRevocations,
 )
 from core.database import is_unique_violation, write_transaction
@@ -337,7 +338,7 @@ async def login(
     status_code=204,
     summary="Revoke the token of this request",
     operation_class=BearerOperation,
-    responses=problem_responses(401, 415, 503),
+    responses=problem_responses(401, 415, RevocationUnavailable(), 503),
 )
 async def logout(request: Request[User, Token, Any], revocations: NamedDependency[TokenRevocations]) -> None:
     token = request.auth
