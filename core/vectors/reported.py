@@ -22,6 +22,8 @@ import numpy as np
 _POWERS = np.array([float(10**exponent) for exponent in range(23)])
 _MAX_DIGITS = {np.dtype(np.float32): 9, np.dtype(np.float16): 5}
 _CHUNK = 512
+# Up to this many values are formatted one by one (see _shortest_of).
+_FEW = 32
 
 
 def shortest(values: np.ndarray) -> np.ndarray:
@@ -38,6 +40,10 @@ def _shortest_of(stored: np.ndarray) -> np.ndarray:
     digits = _MAX_DIGITS.get(stored.dtype)
     if digits is None:
         return wide
+    if wide.size <= _FEW:
+        # A query's scores: numpy's own shortest formatting, element by element, costs less here
+        # than the dozen array calls below (10 values: ~13 us against ~60 us).
+        return np.array([float(str(value)) for value in stored.reshape(-1)]).reshape(stored.shape)
     flat_stored, flat = stored.reshape(-1), wide.reshape(-1)
     magnitude = np.abs(flat)
     nonzero = np.flatnonzero(magnitude > 0)  # zeros (and their signs) are already shortest

@@ -20,6 +20,7 @@ from core.vectors import (
     tokenize,
 )
 from core.vectors.encoding import QueryVectors
+from core.vectors.reported import shortest
 
 DIMENSION = 384
 
@@ -578,6 +579,24 @@ async def test_concurrent_reads_and_writes_keep_the_event_loop_free():
 
     await asyncio.gather(writer(), *(reader(seed) for seed in range(4)))
     assert (await index.info()).vector_count == 2000
+
+
+def test_stored_numbers_are_reported_as_their_shortest_round_tripping_decimal():
+    every_float16 = np.arange(1 << 16, dtype=np.uint16).view(np.float16)
+    finite = every_float16[np.isfinite(every_float16)]
+    bits = np.random.default_rng(3).integers(0, 2**32, 200_000, dtype=np.uint64).astype(np.uint32)
+    float32s = bits.view(np.float32)
+    float32s = np.concatenate([float32s[np.isfinite(float32s)], np.float32([0.1, -0.0, 124, 1e-45, 3.4e38])])
+
+    for values in (finite, float32s, float32s[:7], float32s[:300].reshape(30, 10)):
+        reported = shortest(values)
+        # numpy's own shortest formatting, one value at a time, is the reference.
+        assert (
+            reported.tolist()
+            == np.array([float(str(v)) for v in values.reshape(-1)]).reshape(values.shape).tolist()
+        )
+        assert np.array_equal(reported.astype(values.dtype), values)
+    assert shortest(np.float32([0.1, 0.2])).tolist() == [0.1, 0.2]
 
 
 def test_query_vectors_remember_recent_texts_read_only_and_forget_the_oldest():
