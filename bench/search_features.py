@@ -68,7 +68,10 @@ async def in_process() -> dict:
 
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     started = time.perf_counter()
-    vocabulary = await Vocabulary().current()
+    vocabulary = Vocabulary()
+    while not len(vocabulary.completions):  # current() waits a second at most for the first copy
+        await vocabulary.current()
+        await asyncio.sleep(0.05)
     load_seconds = time.perf_counter() - started
     rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
@@ -95,6 +98,7 @@ async def in_process() -> dict:
             fixes = corrections(typo["query"], vocabulary.typos)
             correction_times.append(time.perf_counter() - t0)
             corrected += bool(fixes)
+    correction_times.sort()
     await index.close()
     return {
         "hits_page_plain": _ms(plain),
@@ -102,7 +106,7 @@ async def in_process() -> dict:
         "highlights_added": _ms(added),
         "correction": {
             "p50_us": round(statistics.median(correction_times) * 1e6, 1),
-            "max_us": round(max(correction_times) * 1e6, 1),
+            "p99_us": round(correction_times[int(0.99 * (len(correction_times) - 1))] * 1e6, 1),
             "queries_corrected": f"{corrected // 5}/{len(typos)}",
         },
         "vocabulary": {
@@ -135,6 +139,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=int)
     parser.add_argument("--in-process", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--output", type=Path, help="write the figures here as JSON")
+    parser.add_argument(
+        "--keep", type=Path, help="build the catalogue in this directory and keep it; reuse it if built"
+    )
     args = parser.parse_args()
     if args.in_process:
         print(json.dumps(asyncio.run(in_process())))
@@ -144,14 +151,16 @@ def main() -> None:
     if shutil.which("wrk") is None:
         sys.exit("bench.search_features needs wrk: `apt-get install wrk` (make bench installs it)")
 
-    workdir = Path(tempfile.mkdtemp(prefix="clipdex-bench-search-"))
+    workdir = args.keep or Path(tempfile.mkdtemp(prefix="clipdex-bench-search-"))
+    workdir.mkdir(parents=True, exist_ok=True)
     env = bench_environment(workdir)
-    migrate(env)
-    started = time.perf_counter()
-    subprocess.run(
-        [sys.executable, "-m", "bench.catalogue", "--videos", str(videos)], cwd=ROOT, env=env, check=True
-    )
-    print(f"catalogue of {videos} videos built in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    if not (workdir / "built").exists():
+        migrate(env)
+        started = time.perf_counter()
+        catalogue = [sys.executable, "-m", "bench.catalogue", "--videos", str(videos)]
+        subprocess.run(catalogue, cwd=ROOT, env=env, check=True)
+        print(f"catalogue of {videos} videos built in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+        (workdir / "built").write_text(str(videos))
     measured = subprocess.run(
         [sys.executable, "-m", "bench.search_features", "--in-process"],
         cwd=ROOT,
@@ -164,9 +173,13 @@ def main() -> None:
 
     lines = suggest_lines()
     with serving("app:create_app", env, workdir / "server.log", "/ready") as app:
+        # The first request starts the worker's copy of the vocabulary; suggestions come once it is built.
         started = time.perf_counter()
-        httpx.get(f"{app.url}/api/v1/search/suggest", params={"q": "tempe"}, timeout=60).raise_for_status()
-        figures["suggest_first_request_seconds"] = round(time.perf_counter() - started, 2)  # loads the copy
+        while not httpx.get(f"{app.url}/api/v1/search/suggest", params={"q": "tempe"}, timeout=60).json()[
+            "items"
+        ]:
+            time.sleep(0.2)
+        figures["suggest_copy_built_seconds"] = round(time.perf_counter() - started, 2)
         for name, connections in (("latency", 1), ("throughput", 16)):
             result = wrk(app.url, lines, connections, seconds, workdir)
             figures[f"suggest_{name}"] = {
@@ -180,7 +193,8 @@ def main() -> None:
     if args.output:
         args.output.write_text(json.dumps(figures, indent=2))
     print(json.dumps(figures, indent=2))
-    shutil.rmtree(workdir, ignore_errors=True)
+    if not args.keep:
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":
