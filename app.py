@@ -23,7 +23,7 @@ from swagger_ui_bundle import swagger_ui_path
 from core.auth import LoginRateLimiter, Passwords, TokenRevocations
 from core.cache import Cache, ReadThroughCache, build_cache
 from core.database import bind_tables, build_engine, check_database, close_database, open_database
-from core.errors import EXCEPTION_HANDLERS, reject_non_json_bodies
+from core.errors import EXCEPTION_HANDLERS
 from core.health import CatchingUp, health, metrics, ready
 from core.http_options import AllowEveryMethod
 from core.observability import (
@@ -33,6 +33,7 @@ from core.observability import (
     silence_server_access_log,
 )
 from core.outbox import OutboxLag, OutboxRelay, outbox_lag
+from core.request_body import JSONBodyRequest, RequestBodySchemas, read_request_body
 from core.settings import Settings, load_settings_or_exit
 from core.single_flight import SingleFlight
 from core.startup import OneLineStartupApp, open_search_index
@@ -167,6 +168,7 @@ def create_app(
         plugins=[
             videos.DemoSeedCommand(engine, passwords, settings),
             search.ReindexCommand(indexer, vector_index, engine, settings),
+            RequestBodySchemas(),
         ],
         on_app_init=[jwt_auth.on_app_init],
         middleware=[
@@ -178,7 +180,8 @@ def create_app(
             ).middleware,
             AllowEveryMethod(),
         ],
-        before_request=reject_non_json_bodies,
+        request_class=JSONBodyRequest,
+        before_request=read_request_body,
         exception_handlers=EXCEPTION_HANDLERS,
         cors_config=CORSConfig(
             allow_origins=list(settings.cors_allow_origins),

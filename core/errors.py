@@ -6,6 +6,7 @@ routing, auth, body size) and anything unexpected are translated here too.
 
 from __future__ import annotations
 
+import ast
 import logging
 import re
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
 from core.database import is_database_busy, is_database_unavailable
 from core.observability import request_id_of
+from core.text import pattern_message
 
 PROBLEM_JSON = "application/problem+json"
 # Past the busy timeout (5 s by default) another try a second later usually finds the lock free.
@@ -144,10 +146,107 @@ _NAMED_FIELD = re.compile(r"^Object (?:missing required|contains unknown) field 
 
 _MISSING_PARAMETER = re.compile(r"^Missing required (?P<source>\w+) parameter '(?P<name>[^']+)'")
 
+# msgspec's validation messages speak of its own type names and JSON paths; these say the same in the
+# client's terms.
+_TYPE_NAMES = {
+    "int": "an integer",
+    "float": "a number",
+    "str": "a string",
+    "bool": "true or false",
+    "null": "null",
+    "array": "an array",
+    "object": "a JSON object",
+    "uuid": "a UUID",
+}
+_EXPECTED_TYPE = re.compile(r"^Expected `(?P<expected>[^`]+)`, got `(?P<got>[^`]+)`$")
+_EXPECTED_LENGTH = re.compile(r"^Expected `(?P<kind>[^`]+)` of length (?P<op>[<>]=) (?P<n>\d+)$")
+_EXPECTED_BOUND = re.compile(r"^Expected `[^`]+` (?P<op>>=|<=|>|<) (?P<n>\S+)$")
+_EXPECTED_PATTERN = re.compile(r"^Expected `str` matching regex (?P<pattern>'.*'|\".*\")$", re.DOTALL)
+_INVALID_ENUM = re.compile(r"^Invalid enum value ")
+_BOUND_WORDS = {">=": "at least", "<=": "at most", ">": "greater than", "<": "less than"}
+_FIXED_MESSAGES = {
+    "Integer value out of range": "is out of range",
+    "Number out of range": "is out of range",
+    "Invalid UUID": "must be a UUID",
+}
 
-def _field_errors(exc: ValidationException) -> list[FieldError]:
+
+def _type_phrase(names: str) -> str:
+    return " or ".join(_TYPE_NAMES.get(name.strip(), name.strip()) for name in names.split("|"))
+
+
+def readable_message(message: str, *, source: str, allowed: list[Any] | None = None) -> str:
+    """A msgspec validation message (without its location) as the client is told it."""
+    if match := _EXPECTED_TYPE.match(message):
+        expected = f"must be {_type_phrase(match['expected'])}"
+        # Query strings and headers are always text: "got a string" would say nothing.
+        return f"{expected}, not {_type_phrase(match['got'])}" if source == "body" else expected
+    if match := _EXPECTED_LENGTH.match(message):
+        unit = "characters" if match["kind"] == "str" else "items"
+        return f"must be {_BOUND_WORDS[match['op']]} {match['n']} {unit}"
+    if match := _EXPECTED_BOUND.match(message):
+        return f"must be {_BOUND_WORDS[match['op']]} {match['n']}"
+    if match := _EXPECTED_PATTERN.match(message):
+        try:
+            pattern = ast.literal_eval(match["pattern"])
+        except (ValueError, SyntaxError):
+            pattern = ""
+        return pattern_message(pattern) or "is not in the expected format"
+    if _INVALID_ENUM.match(message):
+        return f"must be one of {', '.join(map(str, allowed))}" if allowed else "is not an allowed value"
+    return _FIXED_MESSAGES.get(message, message.replace("`", ""))
+
+
+def _concrete(info: Any) -> Any:
+    """The type under its constraints and beside null, as msgspec.inspect describes it (without UNSET)."""
+    while isinstance(info, msgspec.inspect.Metadata):
+        info = info.type
+    if isinstance(info, msgspec.inspect.UnionType):
+        kinds = [t for t in info.types if not isinstance(t, msgspec.inspect.NoneType)]
+        if len(kinds) == 1:
+            return _concrete(kinds[0])
+    return info
+
+
+def _allowed_values(root: Any, path: str) -> list[Any] | None:
+    """The values a Literal-typed field at `path` (e.g. "visibility", "tags[0]") of `root` may take."""
+    try:
+        info = msgspec.inspect.type_info(root)
+    except Exception:  # not a type msgspec knows: there is nothing to list
+        return None
+    for part in re.findall(r"\[\d+\]|[^.\[\]]+", path):
+        info = _concrete(info)
+        if part.startswith("["):
+            info = getattr(info, "item_type", None)
+        elif isinstance(info, msgspec.inspect.StructType):
+            info = next((field.type for field in info.fields if field.encode_name == part), None)
+        else:
+            return None
+    info = _concrete(info)
+    return list(info.values) if isinstance(info, msgspec.inspect.LiteralType) else None
+
+
+def field_error_from_msgspec(message: str, *, source: str, root_type: Any = None) -> FieldError:
+    """A msgspec ValidationError's message ("Expected `int`, got `str` - at `$.tags[0]`") as a FieldError.
+
+    `root_type` is the type that was being decoded, to list the allowed values of an enum field.
+    """
+    message, _, where = message.partition(" - at `$")
+    path = where.rstrip("`").lstrip(".")
+    if named := _NAMED_FIELD.match(message):
+        path = f"{path}.{named.group(1)}" if path else named.group(1)
+        text = "is required" if "missing" in message else "is not a field of this request"
+    else:
+        allowed = _allowed_values(root_type, path) if root_type is not None else None
+        text = readable_message(message, source=source, allowed=allowed)
+    return FieldError(field=path or "body", message=text, source=source)
+
+
+def _field_errors(exc: ValidationException, request: Request[Any, Any, Any]) -> list[FieldError]:
     # Litestar describes each failure as {"message", "key", "source"}; msgspec adds "- at `$.field`".
     errors = []
+    handler = request.scope.get("route_handler")
+    parameters = handler.parsed_fn_signature.parameters if handler is not None else {}
     for item in exc.extra if isinstance(exc.extra, list) else []:
         if not isinstance(item, dict):
             continue
@@ -159,11 +258,16 @@ def _field_errors(exc: ValidationException) -> list[FieldError]:
         if key == "data" and item.get("source") == "body":
             # Litestar keys errors at the body's root by the handler parameter's name, not a field.
             key = ""
-        if named := _NAMED_FIELD.match(message):
-            key = f"{key}.{named.group(1)}" if key else named.group(1)
         source = item.get("source", "body")
-        source = getattr(source, "value", source)  # Litestar passes its ParamType enum here
-        errors.append(FieldError(field=str(key or "body"), message=message, source=str(source)))
+        source = str(getattr(source, "value", source))  # Litestar passes its ParamType enum here
+        parameter = parameters.get(str(key)) if key else None
+        error = field_error_from_msgspec(
+            message, source=source, root_type=parameter.annotation if parameter else None
+        )
+        # Litestar took the location off the message and gave it as `key`.
+        if error.field != "body":
+            key = f"{key}.{error.field}" if key else error.field
+        errors.append(FieldError(field=str(key or "body"), message=error.message, source=source))
     if not errors and (missing := _MISSING_PARAMETER.match(exc.detail)):
         # Litestar names a missing query/header/path parameter only in its message.
         errors.append(FieldError(field=missing["name"], message="is required", source=missing["source"]))
@@ -177,7 +281,7 @@ def problem_response(request: Request[Any, Any, Any], exc: Exception) -> Respons
     if isinstance(exc, Problem):
         status, detail, kind, errors, headers = exc.status_code, exc.detail, exc.kind, exc.errors, exc.headers
     elif isinstance(exc, ValidationException):
-        errors = _field_errors(exc)
+        errors = _field_errors(exc, request)
         status, kind, headers = 400, "validation-error", exc.headers
         detail = "; ".join(f"{e.field}: {e.message}" for e in errors) or exc.detail
     elif isinstance(exc, HTTPException) and (
@@ -231,7 +335,7 @@ EXCEPTION_HANDLERS = {Exception: problem_response, HTTPException: problem_respon
 
 # The problems an operation answers with each status unless it names its own (see problem_responses).
 _TYPICAL_PROBLEMS: dict[int, Callable[[], list[Problem]]] = {
-    400: lambda: [InvalidInput("body", "Expected `object`, got `array`")],
+    400: lambda: [InvalidInput("body", "must be a JSON object, not an array")],
     401: lambda: [Unauthorized()],
     403: lambda: [Forbidden("This account may not do that.")],
     404: lambda: [NotFound()],

@@ -348,6 +348,36 @@ async def test_the_interactive_docs_are_served(client):
             assert "immutable" in fetched.headers["cache-control"]
 
 
+# ---------------------------------------------------------------- OpenAPI: request rules as enforced
+
+
+def _request_bodies(spec: dict[str, Any]) -> dict[tuple[str, str], str]:
+    """(method, path) -> the component name of its JSON request body."""
+    bodies = {}
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            schema = operation.get("requestBody", {}).get("content", {}).get("application/json", {})
+            if ref := schema.get("schema", {}).get("$ref"):
+                bodies[(method, path)] = ref.rsplit("/", 1)[1]
+    return bodies
+
+
+async def test_openapi_request_bodies_say_they_refuse_unknown_fields(client):
+    spec = (await client.get("/schema/openapi.json")).json()
+
+    bodies = _request_bodies(spec)
+    assert {
+        "UserRegister",
+        "UserLogin",
+        "UserUpdate",
+        "AccountDeletion",
+        "VideoCreate",
+        "VideoUpdate",
+    } <= set(bodies.values()), bodies
+    for name in bodies.values():
+        assert spec["components"]["schemas"][name]["additionalProperties"] is False, name
+
+
 # ---------------------------------------------------------------- CORS
 
 
