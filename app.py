@@ -21,7 +21,8 @@ from litestar.static_files import create_static_files_router
 from swagger_ui_bundle import swagger_ui_path
 
 from core.auth import LoginRateLimiter, Passwords, TokenRevocations
-from core.cache import Cache, ReadThroughCache, build_cache
+from core.backends import build_cache, build_vector_index
+from core.cache import Cache, ReadThroughCache
 from core.database import bind_tables, build_engine, check_database, close_database, open_database
 from core.errors import EXCEPTION_HANDLERS
 from core.health import CatchingUp, health, metrics, ready
@@ -37,7 +38,7 @@ from core.request_body import JSONBodyRequest, RequestBodySchemas, read_request_
 from core.settings import Settings, load_settings_or_exit
 from core.single_flight import SingleFlight
 from core.startup import OneLineStartupApp, open_search_index
-from core.vectors import VectorIndex, build_vector_index
+from core.vectors import VectorIndex
 from core.vocabulary import Vocabulary
 from features.search import search
 from features.users import users
@@ -105,6 +106,10 @@ def create_app(
         await open_database(engine, settings)
         await cache.open()
         await open_search_index(vector_index, settings)
+        if not settings.uses_upstash_vector:
+            # The embedded index admits one process (a file lock), so a change still leased is a dead
+            # process's, cut off mid-delivery: deliver it now, not when its lease runs out (60 s).
+            await index_relay.release_leases()
         silence_server_access_log()
         try:
             async with (

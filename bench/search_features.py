@@ -49,11 +49,11 @@ def _ms(seconds: list[float]) -> dict[str, float]:
 
 async def in_process() -> dict:
     """The in-process figures, on the catalogue the environment's settings point at."""
+    from core.backends import build_vector_index
     from core.database import bind_tables, build_engine, open_database
     from core.highlights import DEFAULT_HIGHLIGHTING, Highlighter, query_terms
     from core.settings import load_settings
     from core.typos import corrections
-    from core.vectors import build_vector_index
     from core.vocabulary import Vocabulary
     from features.search.search import CatalogueSize, _hits, ranked_ids
     from piccolo_conf import APP_REGISTRY

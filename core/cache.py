@@ -24,7 +24,6 @@ import msgspec
 from litestar.stores.base import Store
 from prometheus_client import Counter
 
-from core.settings import Settings
 from core.single_flight import SingleFlight
 
 logger = logging.getLogger("clipdex.cache")
@@ -153,19 +152,6 @@ class InMemoryCache(Cache):
 
     async def ping(self) -> None:
         return None
-
-
-def build_cache(settings: Settings) -> Cache:
-    """The cache the settings select: Upstash Redis when configured, else the in-process one."""
-    if settings.uses_upstash_redis:
-        from core.upstash_cache import UpstashRedisCache  # imported here: it imports Cache from this module
-
-        return UpstashRedisCache(
-            settings.upstash_redis_rest_url,
-            settings.upstash_redis_rest_token,
-            settings.upstash_timeout_seconds,
-        )
-    return InMemoryCache(max_entries=settings.cache_max_entries)
 
 
 # X-Cache: served from the cache, computed for this request, or computed once for concurrent ones.

@@ -18,15 +18,10 @@ from typing import Any, TypeVar
 from litestar import Litestar
 from litestar.types import Message, Receive, Send
 
+from core.backends import build_vector_index
 from core.settings import Settings, load_settings_or_exit
 from core.upstash_vector import UpstashVectorUnavailable
-from core.vectors import (
-    VectorIndex,
-    VectorIndexError,
-    VectorStoreCorruptError,
-    VectorStoreLockedError,
-    build_vector_index,
-)
+from core.vectors import VectorIndex, VectorIndexError, VectorStoreCorruptError, VectorStoreLockedError
 from core.vectors.storage import held_elsewhere
 
 T = TypeVar("T")

@@ -110,7 +110,7 @@ class LocalUpstash:
 
     @property
     def settings(self) -> dict[str, str]:
-        """What selects the Upstash backends (see core.cache.build_cache and build_vector_index)."""
+        """What selects the Upstash backends (see core.backends)."""
         return {
             "upstash_redis_rest_url": self.redis_server.url,
             "upstash_redis_rest_token": self.redis_server.token,

@@ -9,10 +9,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from core.cache import build_cache
+from core.backends import build_cache, build_vector_index
 from core.outbox import OutboxEvent, OutboxRelay, outbox_lag
 from core.settings import load_settings
-from core.vectors import VectorIndex, build_vector_index
+from core.vectors import VectorIndex
 from features.search.search import SearchFilters, SearchIndexer
 from features.videos.videos import VIDEO_CHANGES, Video
 from tests.conftest import ROOT, clipdex_environ, migrate

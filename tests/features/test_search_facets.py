@@ -6,7 +6,7 @@ from typing import Any
 
 import httpx
 
-from core.vectors import build_vector_index
+from core.backends import build_vector_index
 from tests.conftest import Account
 from tests.features.search_support import BrokenIndex, indexed, register, search
 from tests.features.videos_support import add_video, assert_field_error, serve_here, video_url

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from core.vectors import build_vector_index
+from core.backends import build_vector_index
 from tests.features.search_support import (
     TOPICS,
     BrokenIndex,

@@ -15,8 +15,9 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from core.backends import build_vector_index
 from core.embeddings import DIMENSION, installed_embedder
-from core.vectors import EmbeddedVectorIndex, build_vector_index
+from core.vectors import EmbeddedVectorIndex
 from features.search.search import (
     SIMILAR_DEPTH,
     CatalogueSize,

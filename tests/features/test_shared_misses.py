@@ -7,7 +7,8 @@ import time
 from collections import Counter
 from typing import Any
 
-from core.vectors import VectorIndex, build_vector_index
+from core.backends import build_vector_index
+from core.vectors import VectorIndex
 from tests.features.search_support import SEARCH, BrokenIndex, add_topics, indexed, register
 from tests.features.videos_support import assert_problem, eventually, serve_here, video_url
 
