@@ -17,6 +17,7 @@ from typing import Annotated
 import msgspec
 from litestar.params import QueryParameter
 
+from core.text import SINGLE_LINE
 from core.vectors.sparse import tokenize
 
 _WORD_CHAR = re.compile(r"[^\W_]")
@@ -162,6 +163,7 @@ HighlightPre = Annotated[
     str,
     QueryParameter(
         max_length=MAX_MARKER_LENGTH,
+        pattern=SINGLE_LINE,
         description=f"Put before each match in `marked` (at most {MAX_MARKER_LENGTH} characters).",
     ),
 ]
@@ -169,6 +171,7 @@ HighlightPost = Annotated[
     str,
     QueryParameter(
         max_length=MAX_MARKER_LENGTH,
+        pattern=SINGLE_LINE,
         description=f"Put after each match in `marked` (at most {MAX_MARKER_LENGTH} characters).",
     ),
 ]

@@ -35,6 +35,7 @@ from piccolo.engine.base import Engine
 from piccolo.querystring import QueryString
 from rich.progress import Progress
 
+from core import text
 from core.auth import OptionalAuthOperation
 from core.cache import Cache, ReadThroughCache
 from core.database import close_database, open_database, write_transaction
@@ -61,7 +62,15 @@ from core.typos import corrected, corrections
 from core.vectors import QueryResult, VectorIndex
 from core.vocabulary import Document, Vocabulary, record
 from features.users.users import User
-from features.videos.videos import VIDEO_CHANGES, Video, VideoReads, VideoSummary, can_see, videos_by_ids
+from features.videos.videos import (
+    VIDEO_CHANGES,
+    TagFilter,
+    Video,
+    VideoReads,
+    VideoSummary,
+    can_see,
+    videos_by_ids,
+)
 
 logger = logging.getLogger("clipdex.search")
 
@@ -319,12 +328,17 @@ class SearchFilters(msgspec.Struct, kw_only=True):
         return " AND ".join(clauses)
 
 
+# What `q` may be: its limits are on the text as sent, which is searched with each run of whitespace
+# (tabs and line breaks of pasted text included) as one space.
+QUERY = text.multi_line(
+    min_length=1, max_length=500, not_blank=True, description="What to look for; 1-500 characters."
+)
+
+
 def normalise_query(raw: str) -> str:
     query = re.sub(r"\s+", " ", raw).strip()
-    if not query:
+    if not query:  # QUERY's pattern refuses a blank q before this; a caller with rules of its own may not
         raise InvalidInput("q", "must not be empty", source="query")
-    if len(query) > 500:
-        raise InvalidInput("q", "must be at most 500 characters", source="query")
     return query
 
 
@@ -630,11 +644,14 @@ async def search(
     search_cache: NamedDependency[ReadThroughCache],
     settings: NamedDependency[Settings],
     vocabulary: NamedDependency[Vocabulary],
-    q: Annotated[str, QueryParameter(max_length=2000, description="What to look for; 1-500 characters.")],
+    q: Annotated[str, text.query_text(QUERY)],
     mode: Annotated[Mode, QueryParameter(description="hybrid (default), semantic or keyword.")] = "hybrid",
     limit: Annotated[int, QueryParameter(ge=1, le=50)] = 10,
-    cursor: Annotated[str | None, QueryParameter(max_length=200)] = None,
-    tag: Annotated[str | None, QueryParameter(min_length=1, max_length=40)] = None,
+    cursor: Annotated[
+        str | None,
+        QueryParameter(max_length=200, pattern=text.CURSOR, description="`next_cursor` of the page before."),
+    ] = None,
+    tag: TagFilter = None,
     owner: Annotated[uuid.UUID | None, QueryParameter()] = None,
     min_duration: Annotated[int | None, QueryParameter(ge=1, le=86_400)] = None,
     max_duration: Annotated[int | None, QueryParameter(ge=1, le=86_400)] = None,
@@ -740,6 +757,12 @@ async def similar(
 
 
 SUGGEST_MAX_QUERY, SUGGEST_MAX_LIMIT = 100, 20
+SUGGEST_QUERY = text.multi_line(
+    min_length=1,
+    max_length=SUGGEST_MAX_QUERY,
+    not_blank=True,
+    description=f"What was typed; 1-{SUGGEST_MAX_QUERY} characters.",
+)
 
 
 class Suggestion(msgspec.Struct):
@@ -766,9 +789,7 @@ class Suggestions(msgspec.Struct):
 async def suggest(
     request: Request[Any, Any, Any],
     vocabulary: NamedDependency[Vocabulary],
-    q: Annotated[
-        str, QueryParameter(max_length=2000, description=f"What was typed; 1-{SUGGEST_MAX_QUERY} characters.")
-    ],
+    q: Annotated[str, text.query_text(SUGGEST_QUERY)],
     limit: Annotated[int, QueryParameter(ge=1, le=SUGGEST_MAX_LIMIT)] = 8,
     highlight_pre: HighlightPre = "<mark>",
     highlight_post: HighlightPost = "</mark>",
@@ -778,8 +799,6 @@ async def suggest(
     that hold them elsewhere, then tags, then the most videos, then the shortest. As fresh as the
     search index (seconds behind at most)."""
     query = normalise_query(q)
-    if len(query) > SUGGEST_MAX_QUERY:
-        raise InvalidInput("q", f"must be at most {SUGGEST_MAX_QUERY} characters", source="query")
     viewer = _viewer(request)
     completions = (await vocabulary.current()).completions
     found = completions.complete(

@@ -19,6 +19,7 @@ from piccolo.columns.defaults.timestamptz import TimestamptzNow
 from piccolo.engine.base import Engine
 from piccolo.table import Table
 
+from core import text
 from core.auth import (
     LoginRateLimiter,
     OptionalBearerAuthMiddleware,
@@ -51,40 +52,49 @@ class User(Table, tablename="users"):
 
 # ---------------------------------------------------------------- schemas
 
+USERNAME_PATTERN = text.described_pattern(
+    text.whole_value("[A-Za-z0-9_-]+"), "must be made of letters, digits, _ and - only"
+)
 Username = Annotated[
     str,
-    msgspec.Meta(
+    text.single_line(
         min_length=3,
         max_length=30,
-        pattern=r"^[A-Za-z0-9_-]+$",
+        pattern=USERNAME_PATTERN,
         description="3-30 letters, digits, `_` or `-`; unique regardless of case.",
         examples=["ada_l"],
     ),
 ]
 Password = Annotated[
     str,
-    msgspec.Meta(
+    text.single_line(
         min_length=8,
         max_length=256,
         description="At least 8 characters, not all digits, not equal to the username.",
         examples=["correct-horse-battery"],
     ),
 ]
-DisplayName = Annotated[str, msgspec.Meta(max_length=50, examples=["Ada Lovelace"])]
-Bio = Annotated[str, msgspec.Meta(max_length=500, examples=["Notes on engines, analytical and otherwise."])]
+# A password to check against the account's: any password one could have set fits these bounds.
+GivenPassword = Annotated[str, text.single_line(min_length=1, max_length=256)]
+Email = Annotated[str, text.single_line(max_length=254, examples=["ada@example.com"])]
+DisplayName = Annotated[str, text.single_line(max_length=50, examples=["Ada Lovelace"])]
+Bio = Annotated[
+    str, text.multi_line(max_length=500, examples=["Notes on engines, analytical and otherwise."])
+]
 
 
 class UserRegister(msgspec.Struct, forbid_unknown_fields=True):
-    email: Annotated[str, msgspec.Meta(max_length=254, examples=["ada@example.com"])]
+    email: Email
     username: Username
     password: Password
 
 
 class UserLogin(msgspec.Struct, forbid_unknown_fields=True):
     login: Annotated[
-        str, msgspec.Meta(min_length=1, max_length=254, description="Email or username.", examples=["ada_l"])
+        str,
+        text.single_line(min_length=1, max_length=254, description="Email or username.", examples=["ada_l"]),
     ]
-    password: Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+    password: GivenPassword
 
 
 class AccessToken(msgspec.Struct):
@@ -99,13 +109,13 @@ class UserUpdate(msgspec.Struct, forbid_unknown_fields=True):
     bio: Bio | msgspec.UnsetType = msgspec.UNSET
     password: Password | msgspec.UnsetType = msgspec.UNSET
     current_password: (
-        Annotated[str, msgspec.Meta(max_length=256, description="Required when changing the password.")]
+        Annotated[str, text.single_line(max_length=256, description="Required when changing the password.")]
         | msgspec.UnsetType
     ) = msgspec.UNSET
 
 
 class AccountDeletion(msgspec.Struct, forbid_unknown_fields=True):
-    password: Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+    password: GivenPassword
 
 
 class UserPublic(msgspec.Struct):
@@ -286,7 +296,7 @@ _PUBLIC = {"exclude_from_auth": True}
     operation_class=PublicOperation,
     summary="Create an account",
     responses=problem_responses(
-        InvalidInput("username", "Expected `str` of length >= 3"),
+        InvalidInput("username", "must be at least 3 characters"),
         InvalidInput("password", "must not be all digits"),
         Conflict("email", "That email is already taken."),
         Conflict("username", "That username is already taken."),
@@ -307,7 +317,7 @@ async def register(data: JSONBody[UserRegister], passwords: NamedDependency[Pass
     status_code=200,
     summary="Exchange credentials for a bearer token",
     responses=problem_responses(
-        InvalidInput("login", "Object missing required field `login`"),
+        InvalidInput("login", "is required"),
         Unauthorized("Unknown login or wrong password."),
         413,
         415,

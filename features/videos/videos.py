@@ -41,6 +41,7 @@ from piccolo.engine.base import Engine
 from piccolo.table import Table
 from rich.progress import Progress
 
+from core import text
 from core.auth import OptionalAuthOperation, Passwords, PublicOperation
 from core.background import repeating
 from core.cache import Cache, CacheStatus, ReadThroughCache
@@ -97,17 +98,32 @@ class VideoLike(Table, tablename="video_likes"):
 
 # ---------------------------------------------------------------- schemas
 
+TAG_LENGTH = 40  # the video_tags column's length
 Visibility = Literal["public", "unlisted", "private"]
 Sort = Literal["newest", "oldest", "most_viewed", "most_liked"]
-Title = Annotated[str, msgspec.Meta(max_length=400, description="1-200 characters after trimming.")]
-Description = Annotated[str, msgspec.Meta(max_length=5_000)]
-Transcript = Annotated[str, msgspec.Meta(max_length=100_000)]
-Url = Annotated[str, msgspec.Meta(max_length=2048, description="Absolute http(s) URL.")]
+Title = Annotated[
+    str,
+    text.single_line(
+        min_length=1,
+        max_length=200,
+        not_blank=True,
+        description="Not blank; surrounding whitespace is trimmed.",
+    ),
+]
+Description = Annotated[
+    str, text.multi_line(max_length=5_000, description="Surrounding whitespace is trimmed.")
+]
+Transcript = Annotated[str, text.multi_line(max_length=100_000)]
+Url = Annotated[str, text.single_line(max_length=2048, description="Absolute http(s) URL.")]
 Duration = Annotated[int, msgspec.Meta(ge=1, le=86_400, description="Seconds, 1 to 86,400.")]
+# One rule for a tag, whether it is given to a video or looked for in a filter.
+TAG = text.single_line(min_length=1, max_length=TAG_LENGTH, not_blank=True)
 Tags = Annotated[
-    list[Annotated[str, msgspec.Meta(max_length=80)]],
+    list[Annotated[str, TAG]],
     msgspec.Meta(
-        max_length=20, description="At most 20 tags of 1-40 characters; stored lower-case, de-duplicated."
+        max_length=20,
+        description="At most 20 tags. Each is stored trimmed and in lower case (which must fit 40 characters"
+        " too), repeats once.",
     ),
 ]
 
@@ -177,10 +193,7 @@ class ViewAccepted(msgspec.Struct):
 
 
 def clean_title(raw: str) -> str:
-    title = raw.strip()
-    if not 1 <= len(title) <= 200:
-        raise InvalidInput("title", "must be 1-200 characters after trimming")
-    return title
+    return raw.strip()  # Title's pattern has made sure something is left
 
 
 def clean_url(field: str, raw: str) -> str:
@@ -196,9 +209,9 @@ def clean_url(field: str, raw: str) -> str:
 
 def clean_tags(raw: list[str]) -> list[str]:
     tags: list[str] = []
-    for tag in (t.strip().lower() for t in raw):
-        if not 1 <= len(tag) <= 40:
-            raise InvalidInput("tags", "each tag must be 1-40 characters")
+    for index, tag in enumerate(t.strip().lower() for t in raw):
+        if len(tag) > TAG_LENGTH:  # lower case can be longer: "İ".lower() is two characters
+            raise InvalidInput(f"tags[{index}]", f"must be at most {TAG_LENGTH} characters in lower case")
         if tag not in tags:
             tags.append(tag)
     return tags
@@ -634,6 +647,11 @@ _ETAG = ResponseHeader(
 
 Limit = Annotated[int, QueryParameter(ge=1, le=100, description="Items per page, 1-100.")]
 DurationFilter = Annotated[int | None, QueryParameter(ge=1, le=86_400)]
+PageCursor = Annotated[
+    str | None,
+    QueryParameter(max_length=512, pattern=text.CURSOR, description="`next_cursor` of the page before."),
+]
+TagFilter = Annotated[str | None, text.query_text(TAG, description="Only videos with this tag.")]
 
 
 def _json(
@@ -680,10 +698,10 @@ async def browse_videos(
     request: Request[Any, Any, Any],
     video_reads: NamedDependency[VideoReads],
     limit: Limit = 20,
-    cursor: Annotated[str | None, QueryParameter(max_length=512)] = None,
+    cursor: PageCursor = None,
     sort: Annotated[Sort, QueryParameter()] = "newest",
     owner: Annotated[uuid.UUID | None, QueryParameter()] = None,
-    tag: Annotated[str | None, QueryParameter(min_length=1, max_length=40)] = None,
+    tag: TagFilter = None,
     min_duration: DurationFilter = None,
     max_duration: DurationFilter = None,
 ) -> Response[VideoPage]:
@@ -843,7 +861,7 @@ async def videos_of_user(
     user_id: FromPath[uuid.UUID],
     video_reads: NamedDependency[VideoReads],
     limit: Limit = 20,
-    cursor: Annotated[str | None, QueryParameter(max_length=512)] = None,
+    cursor: PageCursor = None,
 ) -> Response[VideoPage]:
     if not await User.exists().where(User.id == user_id):
         raise NotFound("No user with that id.")
@@ -900,7 +918,7 @@ async def my_likes(
     request: Request[User, Token, Any],
     video_reads: NamedDependency[VideoReads],
     limit: Limit = 20,
-    cursor: Annotated[str | None, QueryParameter(max_length=512)] = None,
+    cursor: PageCursor = None,
 ) -> Response[VideoPage]:
     cache_key = {"list": "likes", "viewer": str(request.user.id), "limit": limit, "cursor": cursor}
     encoded, cache_status = await video_reads.list_page(

@@ -378,6 +378,171 @@ async def test_openapi_request_bodies_say_they_refuse_unknown_fields(client):
         assert spec["components"]["schemas"][name]["additionalProperties"] is False, name
 
 
+def _alternatives(schema: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    """The non-null form of a property (its constraints merged in) and whether null is allowed."""
+    branches = schema.get("anyOf") or schema.get("oneOf")
+    if not branches:
+        return schema, schema.get("type") == "null"
+    outer = {key: value for key, value in schema.items() if key not in {"anyOf", "oneOf"}}
+    forms = [branch for branch in branches if branch.get("type") != "null"]
+    assert len(forms) == 1, schema
+    return {**forms[0], **outer}, len(forms) < len(branches)  # Litestar puts the constraints outside
+
+
+_PATTERN_BREAKERS = ["a\x00b", "a\nb", "a\x7fb", "!", " "]
+
+
+def _refused(schema: dict[str, Any], *, in_query: bool) -> list[Any]:
+    """One value per documented rule of this schema, each just past that rule."""
+    form, nullable = _alternatives(schema)
+    kind = form.get("type") or ("string" if "enum" in form else None)
+    refused: list[Any] = []
+    if not nullable and not in_query:
+        refused.append(None)
+    if kind == "string":
+        if not in_query:
+            refused.append(5)
+        if "maxLength" in form:
+            refused.append("x" * (form["maxLength"] + 1))
+        if form.get("minLength", 0) > 0:
+            refused.append("x" * (form["minLength"] - 1))
+        if "pattern" in form:
+            refused.append(next(text for text in _PATTERN_BREAKERS if not re.search(form["pattern"], text)))
+        if "enum" in form:
+            refused.append("not-" + form["enum"][0])
+        if form.get("format") == "uuid":
+            refused.append("not-a-uuid")
+    elif kind == "boolean":
+        refused.append("maybe" if in_query else "true")
+    elif kind == "number":
+        refused.append("many" if in_query else "1")
+        if "minimum" in form:
+            refused.append(form["minimum"] - 1)
+        if "maximum" in form:
+            refused.append(form["maximum"] + 1)
+    elif kind == "integer":
+        refused.append("ten" if in_query else "10")
+        if not in_query:
+            refused.append(1.5)
+        if "minimum" in form:
+            refused.append(int(form["minimum"]) - 1)
+        if "maximum" in form:
+            refused.append(int(form["maximum"]) + 1)
+    elif kind == "array":
+        if not in_query:  # in a query string, one value is a list of one
+            refused.append("x")
+        if "maxItems" in form:
+            refused.append([f"item{i}" for i in range(form["maxItems"] + 1)])
+        refused.extend([item] for item in _refused(form["items"], in_query=in_query))
+    else:
+        raise AssertionError(f"no refusals known for {schema}")
+    return refused
+
+
+def _accepted(name: str, schema: dict[str, Any]) -> list[Any]:
+    """Values exactly at each documented bound (which the server must take as far as form goes)."""
+    form, _ = _alternatives(schema)
+    kind = form.get("type") or ("string" if "enum" in form else None)
+    accepted: list[Any] = []
+    if kind == "string" and "enum" in form:
+        accepted.extend(form["enum"])
+    elif kind == "string" and form.get("format") == "uuid":
+        accepted.append(str(uuid.uuid4()))
+    elif kind == "string":
+        for length in {form.get("minLength", 1) or 1, form.get("maxLength", 1)}:
+            value = f"https://media.example.com/{'a' * (length - 26)}" if "url" in name else "x" * length
+            if re.search(form.get("pattern", ""), value):  # a pattern of its own needs values of its own
+                accepted.append(value)
+    elif kind in {"integer", "number"}:
+        accepted.extend(form[bound] for bound in ("minimum", "maximum") if bound in form)
+    elif kind == "array":
+        items = _accepted(name, form["items"])
+        accepted.extend([item] for item in items)
+        if "maxItems" in form and items:
+            accepted.append([items[-1]] * form["maxItems"])
+    return accepted
+
+
+# Where a value's form can be right and the request still a 400 naming it, for reasons no schema can
+# state: a password must match the account's, an email must be deliverable-looking, a cursor issued.
+_NOT_FORM_ALONE = {("AccountDeletion", "password"), ("UserRegister", "email"), ("*", "cursor")}
+
+
+def _names_field(response: Any, field: str) -> bool:
+    if response.status_code != 400:
+        return False
+    errors = response.json().get("errors", [])
+    return bool(errors) and (errors[0]["field"] == field or errors[0]["field"].startswith(field + "["))
+
+
+async def test_every_documented_request_rule_is_the_enforced_one(client, sign_up):
+    """Each documented limit, pattern, enum and type of every request body field and query parameter:
+    a value just past it is a 400 naming the field, a value at it is not refused for that field."""
+    spec = (await client.get("/schema/openapi.json")).json()
+    account = await sign_up()
+    video = await client.post(
+        "/api/v1/videos",
+        json={"title": "Probe", "url": "https://media.example.com/p.mp4", "duration_seconds": 9},
+        headers=account.headers,
+    )
+    ids = {"video_id": video.json()["id"], "user_id": account.id}
+    valid_bodies = {
+        "UserRegister": lambda: {
+            "email": f"{uuid.uuid4().hex[:12]}@example.com",
+            "username": f"u_{uuid.uuid4().hex[:10]}",
+            "password": "correct-horse-battery",
+        },
+        "UserLogin": lambda: {"login": account.username, "password": "not-the-password"},
+        "UserUpdate": dict,
+        "AccountDeletion": lambda: {"password": "not-the-password"},
+        "VideoCreate": lambda: {
+            "title": "t",
+            "url": "https://media.example.com/v.mp4",
+            "duration_seconds": 9,
+        },
+        "VideoUpdate": dict,
+    }
+    checked = 0
+
+    async def send(method: str, path: str, **kwargs: Any) -> Any:
+        url = re.sub(r"\{(\w+)\}", lambda m: ids[m.group(1)], path)
+        return await client.request(method.upper(), url, headers=account.headers, **kwargs)
+
+    for (method, path), name in _request_bodies(spec).items():
+        component = spec["components"]["schemas"][name]
+        for field, schema in component["properties"].items():
+            for value in _refused(schema, in_query=False):
+                response = await send(method, path, json={**valid_bodies[name](), field: value})
+                assert _names_field(response, field), (name, field, value, response.text)
+                checked += 1
+            if (name, field) in _NOT_FORM_ALONE:
+                continue
+            for value in _accepted(field, schema):
+                response = await send(method, path, json={**valid_bodies[name](), field: value})
+                assert not _names_field(response, field), (name, field, value, response.text)
+                checked += 1
+        response = await send(method, path, json={**valid_bodies[name](), "no_such_field": 1})
+        assert _names_field(response, "no_such_field"), (name, response.text)
+
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            query = [p for p in operation.get("parameters", []) if p["in"] == "query"]
+            base = {p["name"]: "bread" for p in query if p["required"]}
+            for parameter in query:
+                field = parameter["name"]
+                for value in _refused(parameter["schema"], in_query=True):
+                    response = await send(method, path, params={**base, field: value})
+                    assert _names_field(response, field), (path, field, value, response.text)
+                    checked += 1
+                if ("*", field) in _NOT_FORM_ALONE:
+                    continue
+                for value in _accepted(field, parameter["schema"]):
+                    response = await send(method, path, params={**base, field: value})
+                    assert not _names_field(response, field), (path, field, value, response.text)
+                    checked += 1
+    assert checked > 100
+
+
 # ---------------------------------------------------------------- CORS
 
 

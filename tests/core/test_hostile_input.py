@@ -245,3 +245,26 @@ async def test_validation_messages_use_the_clients_terms(client, sign_up):
         body = assert_body_problem(await client.get(path, params=params))
         assert body["errors"][0]["field"] == field, body
         assert_readable(body)
+
+
+# ---------------------------------------------------------------- control characters in query strings
+
+
+async def test_control_characters_in_query_strings_are_400s_naming_the_parameter(client):
+    for params, field in (
+        ({"q": "bread\x00"}, "q"),
+        ({"q": "bread\x1b[31m"}, "q"),
+        ({"q": "bread", "tag": "baking\x00"}, "tag"),
+        ({"q": "bread", "cursor": "eyJvZmZzZXQiOjEwfQ\x00"}, "cursor"),
+    ):
+        body = assert_body_problem(await client.get(SEARCH, params=params))
+        assert body["errors"][0] == {
+            "field": field,
+            "message": body["errors"][0]["message"],
+            "source": "query",
+        }
+        if field != "cursor":  # a cursor is only ever "not a cursor this API issued"
+            assert "control character" in body["errors"][0]["message"], body
+    for params, field in (({"tag": "a\x00"}, "tag"), ({"cursor": "\x7f"}, "cursor")):
+        body = assert_body_problem(await client.get(VIDEOS, params=params))
+        assert body["errors"][0]["field"] == field, body

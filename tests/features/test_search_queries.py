@@ -192,6 +192,9 @@ async def test_invalid_searches_are_400_naming_the_field(client):
         ({"q": " \t  "}, "q"),
         ({"q": "a" * 501}, "q"),
         ({"q": "a" * 2001}, "q"),
+        ({"q": "bread" + " " * 500 + "crust"}, "q"),  # the documented limit is on the query as sent
+        ({"q": "bread\x00"}, "q"),
+        ({"q": "bread\x1b[2Jcrust"}, "q"),
         ({"q": "bread", "limit": 0}, "limit"),
         ({"q": "bread", "limit": 51}, "limit"),
         ({"q": "bread", "limit": "ten"}, "limit"),
@@ -206,8 +209,13 @@ async def test_invalid_searches_are_400_naming_the_field(client):
     assert missing["type"] == "urn:clipdex:problem:validation-error"
     assert missing["errors"][0]["message"] == "is required", missing
 
-    # Limits are on the normalised query: runs of whitespace count as one space.
-    for params in ({"q": "a" * 500}, {"q": "bread" + " " * 600 + "crust"}, {"q": "bread", "limit": 50}):
+    # Runs of spaces are one space to the search, within the limit on the query as sent.
+    for params in (
+        {"q": "a" * 500},
+        {"q": "bread" + " " * 490 + "crust"},
+        {"q": "pasted\r\nbread\tcrust"},
+        {"q": "bread", "limit": 50},
+    ):
         response = await client.get(SEARCH, params=params)
         assert response.status_code == 200, response.text
         assert response.json() == {"items": [], "next_cursor": None, "corrected_query": None}

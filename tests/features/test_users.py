@@ -155,6 +155,39 @@ async def test_register_refuses_invalid_input_naming_the_field(client):
         assert_field_error(response, field)
 
 
+# Single-line fields refuse every C0 control character and DEL: PostgreSQL text cannot hold NUL, and
+# the others have no place in a name, an address or a password. A trailing newline included, which a
+# regex's `$` would let through.
+SINGLE_LINE_BREAKERS = ["a\x00b", "a\x01", "a\tb", "a\nb", "ab\n", "a\rb", "a\x1b[2J", "a\x7f"]
+
+
+async def test_register_refuses_control_characters_naming_the_field(client):
+    for breaker in SINGLE_LINE_BREAKERS:
+        for field, value in (
+            ("email", f"ada{breaker}@example.com"),
+            ("username", f"ada_{breaker}"),
+            ("password", f"correct-horse-{breaker}"),
+        ):
+            fixed = {"email": "ada@example.com", "username": "ada_l"}  # the rest valid
+            response = await client.post(REGISTER, json=registration(**{**fixed, field: value}))
+
+            body = assert_field_error(response, field)
+            assert "control character" in body["errors"][0]["message"] or field == "username", body
+
+
+async def test_login_refuses_control_characters_before_looking_anything_up(client, sign_up):
+    account = await sign_up()
+
+    for field, change in (
+        ("login", {"login": f"{account.username}\x00"}),
+        ("login", {"login": f"{account.email}\n"}),
+        ("password", {"login": account.username, "password": f"{account.password}\x00"}),
+    ):
+        response = await client.post(LOGIN, json={"login": account.username, "password": "x", **change})
+
+        assert_field_error(response, field)
+
+
 async def test_register_accepts_the_username_boundaries(client):
     for username in ("abc", "a" * 30, "A-b_9"):
         response = await client.post(REGISTER, json=registration(username=username))
@@ -425,6 +458,29 @@ async def test_update_refuses_invalid_values_naming_the_field(client, sign_up):
     assert (await log_in(client, account.username, account.password)).status_code == 200
 
 
+async def test_profile_text_refuses_control_characters_but_a_bio_keeps_its_lines(client, sign_up):
+    account = await sign_up()
+    before = (await client.get(ME, headers=account.headers)).json()
+
+    for breaker in SINGLE_LINE_BREAKERS:
+        response = await client.patch(ME, json={"display_name": breaker}, headers=account.headers)
+        assert_field_error(response, "display_name")
+    for breaker in ("a\x00b", "a\x01", "a\x0bb", "a\x0cb", "a\x1b[2J", "a\x7f"):
+        response = await client.patch(ME, json={"bio": breaker}, headers=account.headers)
+        assert_field_error(response, "bio")
+    for field, body in (
+        ("password", {"password": "new-pass\x00word", "current_password": account.password}),
+        ("current_password", {"password": "a-new-long-secret", "current_password": "x\x00"}),
+    ):
+        assert_field_error(await client.patch(ME, json=body, headers=account.headers), field)
+    assert (await client.get(ME, headers=account.headers)).json() == before
+
+    bio = "Engines.\n\tAnalytical ones,\r\nmostly."
+    response = await client.patch(ME, json={"bio": bio}, headers=account.headers)
+    assert response.status_code == 200, response.text
+    assert (await client.get(ME, headers=account.headers)).json()["bio"] == bio
+
+
 async def test_update_refuses_a_password_equal_to_the_username(client, sign_up):
     account = await sign_up()
 
@@ -511,6 +567,15 @@ async def test_delete_account_needs_the_password(client, sign_up, body):
     account = await sign_up()
 
     response = await client.request("DELETE", ME, json=body, headers=account.headers)
+
+    assert_field_error(response, "password")
+    assert (await client.get(ME, headers=account.headers)).status_code == 200
+
+
+async def test_delete_account_refuses_control_characters_in_the_password(client, sign_up):
+    account = await sign_up()
+
+    response = await client.request("DELETE", ME, json={"password": "\x00"}, headers=account.headers)
 
     assert_field_error(response, "password")
     assert (await client.get(ME, headers=account.headers)).status_code == 200
