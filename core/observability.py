@@ -80,8 +80,34 @@ class RequestContext:
             )
 
 
+def printable(text: str) -> str:
+    """`text` with every unprintable character (control characters, line and paragraph separators,
+    bidirectional overrides) written as an escape: a logged value cannot start a line of its own, move
+    the cursor or recolour a terminal, whatever a client put in a path or a header."""
+    if text.isprintable():
+        return text
+    return "".join(char if char.isprintable() else _escape(char) for char in text)
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+class TextFormatter(logging.Formatter):
+    """The text log format, a record to a line: its message printable (a traceback follows on its own lines)."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = printable(record.message)
+        return super().formatMessage(record)
+
+
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line, with whatever `extra` fields the caller attached."""
+    """One JSON object per line, with whatever `extra` fields the caller attached.
+
+    JSON escapes C0 control characters itself; strings are made printable too, because DEL, C1
+    controls and U+2028 pass through JSON unescaped and still move a terminal or a log viewer.
+    """
 
     _second = -1
     _stamp = ""
@@ -95,11 +121,11 @@ class JsonFormatter(logging.Formatter):
             "time": self._stamp,
             "level": record.levelname,
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": printable(record.getMessage()),
         }
         for key, value in record.__dict__.items():
             if key not in _STANDARD_RECORD_KEYS:
-                entry[key] = value
+                entry[key] = printable(value) if isinstance(value, str) else value
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return msgspec.json.encode(entry, enc_hook=str).decode()
@@ -183,9 +209,7 @@ def configure_logging(settings: Settings) -> None:
     if settings.log_format == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
-        )
+        handler.setFormatter(TextFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S"))
     clipdex = logging.getLogger("clipdex")
     clipdex.handlers[:] = [handler]
     clipdex.setLevel(settings.log_level)

@@ -11,9 +11,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 from litestar.routes import HTTPRoute
+from litestar.testing import AsyncTestClient
 
+from app import create_app
 from tests.conftest import Account
 
 PROBLEM_JSON = "application/problem+json"
@@ -268,3 +271,39 @@ async def test_control_characters_in_query_strings_are_400s_naming_the_parameter
     for params, field in (({"tag": "a\x00"}, "tag"), ({"cursor": "\x7f"}, "cursor")):
         body = assert_body_problem(await client.get(VIDEOS, params=params))
         assert body["errors"][0]["field"] == field, body
+
+
+# ---------------------------------------------------------------- the access log
+
+
+FORGED_PATH = "/api/v1/videos/x%0a12:00:00 INFO    clipdex.access: GET /admin 200 0.1ms%0d%1b[2J"
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+async def test_the_access_log_cannot_be_forged(make_settings, log_format):
+    app = create_app(make_settings(log_format=log_format, log_level="INFO"))
+    formatter = logging.getLogger("clipdex").handlers[0].formatter
+    assert formatter is not None
+    captured = _Records()
+    access_log = logging.getLogger("clipdex.access")
+    access_log.addHandler(captured)
+    try:
+        async with AsyncTestClient(app=app) as client:
+            forged = await client.get(FORGED_PATH, headers={"X-Request-ID": "forge-1"})
+            odd_method = await client.request("GET\nFAKE", "/health")
+    finally:
+        access_log.removeHandler(captured)
+
+    assert forged.status_code == 404
+    assert odd_method.status_code in {400, 404, 405}
+    lines = [formatter.format(record) for record in captured.records]
+    assert len(lines) == 2
+    for line in lines:
+        assert not re.search(r"[\x00-\x1f\x7f]", line), line
+        if log_format == "json":
+            entry = msgspec.json.decode(line)
+            for value in (entry["path"], entry["method"], entry["request_id"], entry["message"]):
+                assert not re.search(r"[\x00-\x1f\x7f]", value), entry
+    shown = [msgspec.json.decode(line)["message"] if log_format == "json" else line for line in lines]
+    assert "x\\x0a12:00:00 INFO" in shown[0], shown  # escaped, still readable
+    assert "GET\\x0aFAKE" in shown[1], shown
