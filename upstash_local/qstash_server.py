@@ -1,4 +1,4 @@
-"""A local server speaking Upstash QStash's REST API (as the official `qstash` SDK uses it) that really delivers.
+"""A local Upstash QStash: its REST API as the official `qstash` SDK uses it, with real signed deliveries.
 
 Run it with `python -m upstash_local.qstash_server --port 8081 --token TOKEN` (the token may come from
 QSTASH_TOKEN instead), then point the SDK at it: `QStash(token, base_url="http://127.0.0.1:8081")` or
@@ -518,7 +518,9 @@ class QStashApp:
             seen = self._dedup.get(dedup_key)
             if seen is not None and seen["expiresAt"] > now:
                 return {"messageId": seen["messageId"], "deduplicated": True}
-            self._dedup = {k: v for k, v in self._dedup.items() if v["expiresAt"] > now}
+            for expired in [key for key, seen in self._dedup.items() if seen["expiresAt"] <= now]:
+                del self._dedup[expired]
+                self._store.delete("dedup", expired)
             record = {"messageId": message["messageId"], "expiresAt": now + DEDUPLICATION_WINDOW_MS}
             self._dedup[dedup_key] = record
             self._store.put("dedup", dedup_key, record)
@@ -649,7 +651,12 @@ class QStashApp:
 
     async def _cancel_messages(self, request: Request) -> dict[str, int]:
         payload = _json(request.body) if request.body.strip() else {}
-        ids = payload.get("messageIds") if isinstance(payload, dict) else None
+        if not isinstance(payload, dict) or set(payload) - {"messageIds"}:
+            # Filters other than ids could match more than meant; refusing them never deletes too much.
+            raise QStashHTTPError(
+                400, 'only {"messageIds": [...]} (or no body, for all messages) is supported here'
+            )
+        ids = payload.get("messageIds")
         if ids is None:
             ids = list(self._messages)
         elif not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
@@ -795,7 +802,12 @@ class QStashApp:
 
     async def _delete_dlq_many(self, request: Request) -> dict[str, int]:
         payload = _json(request.body) if request.body.strip() else {}
-        ids = payload.get("dlqIds") if isinstance(payload, dict) else None
+        if not isinstance(payload, dict) or set(payload) - {"dlqIds"}:
+            # Filters other than ids could match more than meant; refusing them never deletes too much.
+            raise QStashHTTPError(
+                400, 'only {"dlqIds": [...]} (or no body, for all DLQ messages) is supported here'
+            )
+        ids = payload.get("dlqIds")
         if ids is None:
             ids = list(self._dlq)
         elif not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):

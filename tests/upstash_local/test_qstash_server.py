@@ -255,9 +255,11 @@ def test_default_backoff_then_dlq_and_failure_callback(client: QStash, destinati
     assert json.loads(entry.response_body) == {"answered": path, "status": 500}
     assert entry.body == "lost"
     assert entry.max_retries == 2
-    client.dlq.delete(entry.dlq_id)
+    assert client.dlq.delete_many([entry.dlq_id, "dlq_missing"]) == 1
     with pytest.raises(QStashError, match="404"):
         client.dlq.get(entry.dlq_id)
+    with pytest.raises(QStashError, match="404"):
+        client.dlq.delete(entry.dlq_id)
 
 
 async def test_a_timeout_is_retried(aclient: AsyncQStash, destination: Destination):
@@ -491,6 +493,8 @@ async def test_a_bad_token_is_refused_with_401(server: LocalQStashServer, destin
         ("POST", "/v2/schedules/DEST", {}, b""),
         ("POST", "/v2/queues", {}, b'{"queueName": "q", "parallelism": "many"}'),
         ("GET", "/v2/events?count=lots", {}, b""),
+        ("DELETE", "/v2/messages", {}, b'{"queueName": "serial"}'),
+        ("DELETE", "/v2/dlq", {}, b"[1, 2]"),
     ],
 )
 async def test_malformed_requests_are_400_in_qstash_shape(
@@ -524,6 +528,9 @@ def test_allow_destination_lets_a_named_host_through():
         # Accepted, and cancelled before it is due: nothing leaves this machine.
         message_id = client.message.publish(url="http://hooks.example/x", body="x", delay="1h").message_id
         client.message.cancel(message_id)
+        for _ in range(2):
+            client.message.publish(url="http://hooks.example/y", body="y", delay="1h")
+        assert client.message.cancel_all() == 2
         with pytest.raises(QStashError, match="400"):
             client.message.publish(url="http://other.example/x", body="x", delay="1h")
 
