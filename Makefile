@@ -14,9 +14,10 @@ MIGRATE := $(BIN)/piccolo migrations forwards all
 UPSTASH_DEV_TOKEN ?= clipdex-local-dev-token
 UPSTASH_REDIS_PORT ?= 8079
 UPSTASH_VECTOR_PORT ?= 8080
+UPSTASH_QSTASH_PORT ?= 8081
 REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: run test chromium lint migrate seed reindex bench screenshot serve-production upstash-redis upstash-vector clean
+.PHONY: run test chromium lint migrate seed reindex bench screenshot serve-production upstash-redis upstash-vector upstash-qstash clean
 
 $(INSTALLED): pyproject.toml
 	# A venv left half-made by an interrupted run has no pip: make it afresh.
@@ -89,6 +90,11 @@ upstash-redis: $(INSTALLED)
 upstash-vector: $(INSTALLED)
 	$(BIN)/python -m upstash_local.vector_server --port $(UPSTASH_VECTOR_PORT) --token $(UPSTASH_DEV_TOKEN) \
 		--index-type HYBRID --similarity COSINE --dimension 384
+
+# Upstash QStash's REST API on http://127.0.0.1:8081, delivering to loopback only, state in memory (add
+# --path FILE to keep messages and schedules across restarts).
+upstash-qstash: $(INSTALLED)
+	$(BIN)/python -m upstash_local.qstash_server --port $(UPSTASH_QSTASH_PORT) --token $(UPSTASH_DEV_TOKEN)
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .ruff_cache
