@@ -80,6 +80,9 @@ DEFAULT_DELIVERY_TIMEOUT = 60.0
 # Cron times are computed on a clock that runs --cron-minute-seconds faster than the real one, anchored
 # here (2026-01-01 UTC) so that a restart keeps the same firing times.
 CRON_CLOCK_ANCHOR = 1_767_225_600.0
+# Forwarded as given, these would describe a different request than the one sent (the body's length,
+# its framing, the host it is for), so the delivery's own values win.
+FRAMING_HEADERS = frozenset({"content-length", "transfer-encoding", "connection", "host", "upgrade", "te"})
 HTTP_METHODS = frozenset({"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"})
 
 Scope = MutableMapping[str, Any]
@@ -279,6 +282,8 @@ class Store:
     def __init__(self, path: Path | None) -> None:
         self._db = sqlite3.connect(str(path) if path else ":memory:", isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL" if path else "PRAGMA journal_mode=MEMORY")
+        # A crash may lose the last write, never corrupt the file: enough for a development server.
+        self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS records (kind TEXT NOT NULL, id TEXT NOT NULL, data TEXT NOT NULL,"
             " PRIMARY KEY (kind, id))"
@@ -567,7 +572,11 @@ class QStashApp:
         failure_callback = headers.get("upstash-failure-callback")
         if failure_callback is not None:
             failure_callback = self._check_destination(failure_callback, "Upstash-Failure-Callback")
-        forwarded = _prefixed(headers, "upstash-forward-")
+        forwarded = {
+            name: value
+            for name, value in _prefixed(headers, "upstash-forward-").items()
+            if name.lower() not in FRAMING_HEADERS
+        }
         if "content-type" in headers:
             forwarded["Content-Type"] = headers["content-type"]
         return {
@@ -1124,7 +1133,7 @@ def _fix_scheme(destination: str) -> str:
 
 
 def _is_loopback(host: str) -> bool:
-    if host == "localhost" or host.endswith(".localhost"):
+    if host == "localhost":  # other *.localhost names may go to DNS, which could answer anything
         return True
     try:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
