@@ -226,6 +226,16 @@ def test_retries_until_success_with_a_retry_delay_expression(client: QStash, des
     assert states[0] == "DELIVERED"
     assert states.count("RETRY") == 2
     assert states[-1] == "CREATED"
+    # The same log in pages of two, by cursor.
+    pages, cursor = [], None
+    while True:
+        page = client.log.list(cursor=cursor, count=2, filter={"message_id": published.message_id})
+        pages.append([log.state.value for log in page.logs])
+        if page.cursor is None:
+            break
+        cursor = page.cursor
+    assert all(len(page) <= 2 for page in pages)
+    assert [state for page in pages for state in page] == states
 
 
 def test_default_backoff_then_dlq_and_failure_callback(client: QStash, destination: Destination):
