@@ -106,6 +106,10 @@ def create_app(
         await open_database(engine, settings)
         await cache.open()
         await open_search_index(vector_index, settings)
+        if not settings.uses_upstash_vector:
+            # The embedded index admits one process (a file lock), so a change still leased is a dead
+            # process's, cut off mid-delivery: deliver it now, not when its lease runs out (60 s).
+            await index_relay.release_leases()
         silence_server_access_log()
         try:
             async with (

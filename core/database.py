@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import sqlite3
 import weakref
-from collections.abc import Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 import aiosqlite
@@ -178,32 +178,51 @@ _SERVER_GONE = (
 )
 
 
-def _lost_database(exc: BaseException, connection: Any = None) -> bool:
+async def _lost_database(exc: BaseException, connection: Any = None) -> bool:
     if isinstance(exc, (*_SERVER_GONE, DatabaseUnavailable)):
         return True
     # Inside the engine an OSError is the network: refused, reset, unreachable; TimeoutError (an
     # OSError) is a connect or command deadline that passed.
     if isinstance(exc, OSError):
         return True
-    # asyncpg's own complaints about a connection the server closed under it ("connection is closed",
-    # or a protocol caught mid-operation by the server's termination notice).
-    return (
-        isinstance(exc, asyncpg.InterfaceError | asyncpg.InternalClientError)
-        and connection is not None
-        and connection.is_closed()
-    )
+    if not isinstance(exc, asyncpg.InterfaceError | asyncpg.InternalClientError) or connection is None:
+        return False
+    # asyncpg's own complaints about a connection the server closed under it: "connection is closed",
+    # or, when a server going down sends its termination notice, "another operation is in progress"
+    # (the notice put the protocol mid-operation) a moment before the connection closes.
+    for _ in range(10):
+        if _closed(connection):
+            return True
+        await asyncio.sleep(0.01)
+    return False
 
 
-@contextlib.contextmanager
-def _outages_reported(connection: Any = None) -> Iterator[None]:
+def _closed(connection: Any) -> bool:
+    try:
+        return connection.is_closed()
+    except asyncpg.InterfaceError:
+        # "released back to the pool": asyncpg does that to a pooled connection that closed, and we
+        # still hold it, so it closed under us.
+        return True
+
+
+@contextlib.asynccontextmanager
+async def _outages_reported(connection: Any = None) -> AsyncIterator[None]:
     try:
         yield
     except DatabaseUnavailable:
         raise
     except Exception as exc:
-        if _lost_database(exc, connection):
+        if await _lost_database(exc, connection):
             raise DatabaseUnavailable(f"PostgreSQL is unavailable: {exc!r}") from exc
         raise
+
+
+async def _release(pool: Any, connection: Any) -> None:
+    # A release that fails has asyncpg terminate the connection, which returns its place to the pool:
+    # nothing is held, and what was done on it is settled (committed or rolled back).
+    with contextlib.suppress(Exception):
+        await pool.release(connection)
 
 
 class OutageAwarePostgresEngine(PostgresEngine):
@@ -218,13 +237,24 @@ class OutageAwarePostgresEngine(PostgresEngine):
 
     async def run_querystring(self, querystring: Any, in_pool: bool = True) -> Any:
         transaction = self.current_transaction.get()
-        with _outages_reported(transaction.connection if transaction else None):
+        async with _outages_reported(transaction.connection if transaction else None):
             return await super().run_querystring(querystring, in_pool=in_pool)
 
     async def run_ddl(self, ddl: str, in_pool: bool = True) -> Any:
         transaction = self.current_transaction.get()
-        with _outages_reported(transaction.connection if transaction else None):
+        async with _outages_reported(transaction.connection if transaction else None):
             return await super().run_ddl(ddl, in_pool=in_pool)
+
+    async def _run_in_pool(self, query: str, args: Any = None) -> Any:
+        if not self.pool:
+            raise ValueError("A pool isn't currently running.")
+        async with _outages_reported():
+            connection = await self.pool.acquire()
+        try:
+            async with _outages_reported(connection):
+                return await connection.fetch(query, *(args or []))
+        finally:
+            await _release(self.pool, connection)
 
     def transaction(self, allow_nested: bool = True) -> PostgresTransaction:
         return _OutageAwareTransaction(engine=self, allow_nested=allow_nested)
@@ -236,10 +266,10 @@ class _OutageAwareTransaction(PostgresTransaction):
     async def __aenter__(self) -> PostgresTransaction:
         if self._parent is not None:
             return self._parent
-        with _outages_reported():
+        async with _outages_reported():
             self.connection = await self.get_connection()
         try:
-            with _outages_reported(self.connection):
+            async with _outages_reported(self.connection):
                 self.transaction = self.connection.transaction()
                 await self.begin()
         except BaseException:
@@ -252,10 +282,10 @@ class _OutageAwareTransaction(PostgresTransaction):
         if self._parent:
             return exception is None
         try:
-            with _outages_reported(self.connection):
+            async with _outages_reported(self.connection):
                 if exception is not None:
                     # A connection the server closed has nothing left to roll back.
-                    if not self._rolled_back and not self.connection.is_closed():
+                    if not self._rolled_back and not _closed(self.connection):
                         await self.rollback()
                 elif not self._committed and not self._rolled_back:
                     await self.commit()
@@ -267,11 +297,8 @@ class _OutageAwareTransaction(PostgresTransaction):
     async def _give_back(self) -> None:
         if self.engine.pool is None:
             await self.connection.close()
-            return
-        # A release that fails has asyncpg terminate the connection, which returns its place to the
-        # pool: nothing is held, and what the transaction did is settled (committed or rolled back).
-        with contextlib.suppress(Exception):
-            await self.engine.pool.release(self.connection)
+        else:
+            await _release(self.engine.pool, self.connection)
 
 
 def build_engine(settings: Settings) -> Engine:

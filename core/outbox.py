@@ -104,6 +104,15 @@ class OutboxRelay:
                 )
         return rows
 
+    async def release_leases(self) -> None:
+        """Make this topic's leased and backed-off events due now. Only for a relay that knows no
+        other relay is running (its handler's target admits one process): then every lease is a dead
+        process's, whose delivery was cut off, and would otherwise wait `lease_seconds`."""
+        now = datetime.now(UTC)
+        await OutboxEvent.update({OutboxEvent.available_at: now}).where(
+            (OutboxEvent.topic == self.topic) & (OutboxEvent.available_at > now)
+        )
+
     async def deliver_once(self) -> int:
         """Deliver one batch; returns how many events it acknowledged (0: nothing due, or it failed)."""
         rows = await self._claim()
