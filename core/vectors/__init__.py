@@ -57,4 +57,3 @@ __all__ = [
     "compile_filter",
     "tokenize",
 ]
-
