@@ -116,14 +116,13 @@ class UpstashRedisCache(Cache):
         # background is answered again, so a request waits at most about one deadline.
         if self._unavailable:
             raise CacheUnavailable(f"Upstash Redis is unavailable ({self._unavailable}); waiting for it")
-        started = time.monotonic()
         try:
             async with asyncio.timeout(self._timeout):
                 yield self._client
         except TimeoutError as exc:
             reason = f"did not answer {operation} within {self._timeout:g} s"
-            # Silent, or only slow with this call? If it answered another call meanwhile, it is there.
-            if self._answered_at < started:
+            # Silent, or only slow with this call? If it answered other calls lately, it is there.
+            if time.monotonic() - self._answered_at > self._timeout / 2:
                 self._became_unavailable(reason)
             raise CacheUnavailable(f"Upstash Redis {reason}") from exc
         except (httpx.TransportError, ValueError) as exc:  # unreachable, cut off, or not its JSON
