@@ -37,7 +37,7 @@ def whole_value(body: str) -> str:
 
 # C0 control characters and DEL. PostgreSQL text cannot hold NUL at all, and the rest (escape
 # sequences, bells, backspaces) only ever arrive by mistake or to mislead whoever reads the text.
-_CONTROL = r"\x00-\x1f\x7f"
+CONTROL = r"\x00-\x1f\x7f"
 # The same but tab, line feed and carriage return, which text running over several lines keeps.
 _CONTROL_BUT_LINES = r"\x00-\x08\x0b\x0c\x0e-\x1f\x7f"
 
@@ -51,10 +51,10 @@ def _text(forbidden: str, *, not_blank: bool) -> str:
 
 
 SINGLE_LINE = described_pattern(
-    _text(_CONTROL, not_blank=False), "must not contain control characters (tabs and line breaks included)"
+    _text(CONTROL, not_blank=False), "must not contain control characters (tabs and line breaks included)"
 )
 SINGLE_LINE_NOT_BLANK = described_pattern(
-    _text(_CONTROL, not_blank=True),
+    _text(CONTROL, not_blank=True),
     "must not be blank or contain control characters (tabs and line breaks included)",
 )
 MULTI_LINE = described_pattern(
@@ -64,6 +64,20 @@ MULTI_LINE = described_pattern(
 MULTI_LINE_NOT_BLANK = described_pattern(
     _text(_CONTROL_BUT_LINES, not_blank=True),
     "must not be blank or contain control characters other than tab and line breaks",
+)
+
+# Whitespace as either regex dialect has it (Python's \s and ECMA-262's differ a little), and control
+# characters: what a URL never holds.
+_BLANK_OR_CONTROL = r"\x00-\x20\x7f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+HTTP_URL = described_pattern(
+    whole_value(
+        "[Hh][Tt][Tt][Pp][Ss]?://"
+        f"(?:[^{_BLANK_OR_CONTROL}/?#@]*@)?"  # user information
+        f"(?:[^{_BLANK_OR_CONTROL}/?#@:\\[\\]]+|\\[[0-9A-Fa-f:.]+\\])"  # host name, or [IPv6 address]
+        "(?::[0-9]*)?"  # port
+        f"(?:[/?#][^{_BLANK_OR_CONTROL}]*)?"  # path, query, fragment
+    ),
+    "must be an absolute http(s) URL",
 )
 
 # Page cursors are issued as URL-safe base64; anything else was never one.

@@ -490,7 +490,8 @@ DURATION_BUCKETS = (
 
 # What one `facets` value may be (the document states it; a value outside it is a 400 naming facets).
 FACET_LIST = r"^(tags|duration)(,(tags|duration))*$"
-FacetList = Annotated[str, msgspec.Meta(pattern=FACET_LIST, max_length=40)]
+FACET_LIST_LENGTH = 40
+FacetList = Annotated[str, msgspec.Meta(pattern=FACET_LIST, max_length=FACET_LIST_LENGTH)]
 
 
 def facet_names(requested: list[str] | None) -> tuple[str, ...]:
@@ -662,7 +663,8 @@ async def search(
             " duration (under_5_min: < 300 s, 5_to_20_min: 300-1199 s, 20_to_60_min: 1200-3599 s,"
             " over_60_min: >= 3600 s). Comma-separated or repeated.",
             max_items=len(FACETS),
-            schema_extra={"items": {"type": "string", "pattern": FACET_LIST}},
+            # Litestar documents no constraint of a list's items: FacetList's, stated for it.
+            schema_extra={"items": {"type": "string", "pattern": FACET_LIST, "maxLength": FACET_LIST_LENGTH}},
         ),
     ] = None,
     typo_tolerance: Annotated[

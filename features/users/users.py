@@ -65,11 +65,17 @@ Username = Annotated[
         examples=["ada_l"],
     ),
 ]
+# Something besides the digits 0-9 in it, and no control character.
+PASSWORD_PATTERN = text.described_pattern(
+    text.whole_value(f"(?=[^{text.CONTROL}]*?[^0-9{text.CONTROL}])[^{text.CONTROL}]*"),
+    "must not be all digits or contain control characters",
+)
 Password = Annotated[
     str,
     text.single_line(
         min_length=8,
         max_length=256,
+        pattern=PASSWORD_PATTERN,
         description="At least 8 characters, not all digits, not equal to the username.",
         examples=["correct-horse-battery"],
     ),
@@ -156,8 +162,6 @@ def normalise_email(raw: str) -> str:
 
 
 def check_password_rules(password: str, username: str) -> None:
-    if password.isdigit():
-        raise InvalidInput("password", "must not be all digits")
     if password.lower() == username.lower():
         raise InvalidInput("password", "must not be the username")
 
@@ -297,7 +301,7 @@ _PUBLIC = {"exclude_from_auth": True}
     summary="Create an account",
     responses=problem_responses(
         InvalidInput("username", "must be at least 3 characters"),
-        InvalidInput("password", "must not be all digits"),
+        InvalidInput("password", "must not be all digits or contain control characters"),
         Conflict("email", "That email is already taken."),
         Conflict("username", "That username is already taken."),
         413,

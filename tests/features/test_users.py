@@ -143,6 +143,7 @@ INVALID_REGISTRATIONS = [
     ("username", {"username": "ada!"}),
     ("password", {"password": "short1!"}),
     ("password", {"password": "1234567890"}),
+    ("password", {"password": "1234567890\n"}),
     ("password", {"username": "Grace_Hopper", "password": "grace_hopper"}),
 ]
 

@@ -119,6 +119,9 @@ INVALID_CREATES = [
     ("transcript", {"transcript": "form\x0cfeed"}),
     ("url", {"url": "https://media.example.com/a\x00.mp4"}),
     ("url", {"url": "https://media.example.com/a.mp4\n"}),
+    ("url", {"url": " https://media.example.com/a.mp4"}),
+    ("url", {"url": "https://media.example.com:port/a.mp4"}),
+    ("url", {"url": "https://media.example.com/a\u3000b.mp4"}),
     ("thumbnail_url", {"thumbnail_url": "https://img.example.com/\x00.jpg"}),
     ("url", {"url": "ftp://media.example.com/a.mp4"}),
     ("url", {"url": "/relative/a.mp4"}),
@@ -152,6 +155,20 @@ async def test_create_rejects_invalid_input_naming_the_field(client, sign_up, fi
 
     assert_field_error(response, field)
     assert (await list_page(client, viewer=owner))["items"] == []
+
+
+async def test_urls_the_documented_pattern_takes_are_taken_as_sent(client, sign_up):
+    owner = await sign_up()
+
+    for url in (
+        "HTTPS://Media.Example.com/A.mp4",
+        "http://user:secret@[2001:db8::1]:8080/a.mp4?t=1#start",
+        "https://media.example.com",
+        "http://192.0.2.7/ünïcode/path",
+    ):
+        video = await add_video(client, owner, url=url, thumbnail_url=url)
+
+        assert (video["url"], video["thumbnail_url"]) == (url, url)
 
 
 async def test_multi_line_text_keeps_tabs_and_line_breaks(client, sign_up):
