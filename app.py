@@ -21,19 +21,21 @@ from litestar.static_files import create_static_files_router
 from swagger_ui_bundle import swagger_ui_path
 
 from core.auth import LoginRateLimiter, Passwords, TokenRevocations
-from core.backends import build_cache, build_vector_index
+from core.backends import build_cache, build_job_queue, build_vector_index
 from core.cache import Cache, ReadThroughCache
 from core.database import bind_tables, build_engine, check_database, close_database, open_database
 from core.errors import EXCEPTION_HANDLERS
 from core.health import CatchingUp, health, metrics, ready
 from core.http_options import AllowEveryMethod
+from core.jobs import JobQueue, Jobs
 from core.observability import (
     CachedLabelsPrometheusMiddleware,
     RequestContext,
     configure_logging,
     silence_server_access_log,
 )
-from core.outbox import OutboxLag, OutboxRelay, outbox_lag
+from core.outbox import AnnouncePublished, OutboxLag, OutboxRelay, outbox_lag
+from core.qstash_jobs import run_job
 from core.request_body import JSONBodyRequest, RequestBodySchemas, read_request_body
 from core.settings import Settings, load_settings_or_exit
 from core.single_flight import SingleFlight
@@ -57,12 +59,16 @@ DOCS_ASSETS_PATH = f"/schema/assets/{swagger_ui_path.name}"
 
 
 def create_app(
-    settings: Settings | None = None, *, cache: Cache | None = None, vector_index: VectorIndex | None = None
+    settings: Settings | None = None,
+    *,
+    cache: Cache | None = None,
+    vector_index: VectorIndex | None = None,
+    jobs: Jobs | None = None,
 ) -> Litestar:
     """The app for these settings (read from the environment when not given).
 
     `cache` and `vector_index` replace the ones the settings select; the tests use them to run against
-    failing services.
+    failing services. `jobs` receives the app's jobs (tests add their own to it first).
     """
     settings = settings or load_settings_or_exit()
     configure_logging(settings)
@@ -82,6 +88,14 @@ def create_app(
     vocabulary = Vocabulary()
     indexer = search.SearchIndexer(vector_index, cache, vocabulary)
     index_relay = OutboxRelay(videos.VIDEO_CHANGES, indexer.sync, engine)
+    jobs = jobs if jobs is not None else Jobs()
+    job_queue = build_job_queue(settings, jobs)
+    register_jobs(jobs, job_queue, settings, index_relay, indexer, view_counter)
+
+    async def announce_published(published: dict[str, list[str]]) -> None:
+        # With QStash no relay polls: each committed change asks for its own indexing job.
+        if keys := published.get(videos.VIDEO_CHANGES):
+            await job_queue.enqueue(INDEX_JOB, {"keys": sorted(set(keys))})
 
     async def index_lag() -> OutboxLag | CatchingUp:
         lag = await outbox_lag(videos.VIDEO_CHANGES)
@@ -99,6 +113,7 @@ def create_app(
         "database": lambda: check_database(engine),
         "cache": cache.ping,
         "search_index": index_lag,
+        "jobs": lambda: job_status(job_queue),
     }
 
     @asynccontextmanager
@@ -112,10 +127,7 @@ def create_app(
             await index_relay.release_leases()
         silence_server_access_log()
         try:
-            async with (
-                view_counter.flushing_every(settings.view_flush_interval_seconds),
-                index_relay.running(settings.outbox_poll_seconds),
-            ):
+            async with job_queue.running():
                 yield
         finally:
             await vector_index.close()
@@ -136,6 +148,7 @@ def create_app(
             users.router,
             videos.router,
             search.router,
+            *([] if job_queue.in_process else [run_job]),
             search.search_page,
             search.search_page_assets,
             create_static_files_router(
@@ -159,6 +172,7 @@ def create_app(
             "readiness_checks": provide(readiness_checks),
             "video_reads": provide(video_reads),
             "view_counter": provide(view_counter),
+            "job_queue": provide(job_queue),
             "search_index": provide(vector_index),
             "catalogue_size": provide(search.CatalogueSize(vector_index)),
             "vocabulary": provide(vocabulary),
@@ -217,4 +231,58 @@ def create_app(
     # Litestar's middleware runs only for routed requests; wrapping the whole handler gives 404s and
     # 405s a request id and an access-log line too.
     app.asgi_handler = RequestContext(app.asgi_handler)
+    if not job_queue.in_process:
+        app.asgi_handler = AnnouncePublished(app.asgi_handler, announce_published)
     return app
+
+
+INDEX_JOB = "search.index"
+REINDEX_JOB = "search.reindex-batch"
+
+
+def register_jobs(
+    jobs: Jobs,
+    job_queue: JobQueue,
+    settings: Settings,
+    index_relay: OutboxRelay,
+    indexer: search.SearchIndexer,
+    view_counter: videos.ViewCounter,
+) -> None:
+    """The background work, as jobs: in process these are the loops clipdex always ran; with QStash,
+    HTTP calls QStash makes (periodic ones at most once a minute, cron's finest)."""
+
+    async def index_changes(payload: dict) -> int:
+        return await index_relay.deliver_keys([str(key) for key in payload["keys"]])
+
+    async def sweep_outbox(_: object) -> int:
+        # The outbox is the source of truth: whatever no indexing job delivered (a crash between a
+        # commit and its announcement, a failed delivery backing off), this delivers.
+        return await index_relay.deliver_once()
+
+    async def flush_views(_: object) -> int:
+        return await view_counter.flush()
+
+    async def reindex_batch(payload: dict) -> str | None:
+        # One batch per job, the next one enqueued by this one: a rebuild of any size, a few seconds
+        # per call. Deduplicated per run and batch, so a redelivered batch does not fork the chain.
+        run, after = str(payload["run"]), payload.get("after")
+        last = await indexer.reindex_batch(after, int(payload.get("batch_size", 64)))
+        if last is not None:
+            await job_queue.enqueue(
+                REINDEX_JOB, {**payload, "after": last}, dedup_key=f"reindex-{run}-after-{last}"
+            )
+        return last
+
+    jobs.register(INDEX_JOB, index_changes)
+    jobs.register(
+        "search.outbox-sweep", sweep_outbox, every_seconds=settings.outbox_poll_seconds, again_at_once=True
+    )
+    jobs.register(
+        "views.flush", flush_views, every_seconds=settings.view_flush_interval_seconds, at_shutdown=True
+    )
+    jobs.register(REINDEX_JOB, reindex_batch)
+
+
+async def job_status(job_queue: JobQueue) -> dict[str, object]:
+    """/ready's view of the jobs: where they run and how many runs failed since start-up."""
+    return {"runs_in": "process" if job_queue.in_process else "qstash", "failed": job_queue.jobs.failed}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from core.cache import Cache, InMemoryCache
+from core.jobs import InProcessJobQueue, JobQueue, Jobs
 from core.settings import Settings
 from core.vectors import EmbeddedVectorIndex, VectorIndex
 
@@ -48,3 +49,19 @@ def build_vector_index(settings: Settings) -> VectorIndex:
         precision=settings.vector_index_precision,
         ann_min_rows=settings.vector_ann_min_rows,
     )
+
+
+def build_job_queue(settings: Settings, jobs: Jobs) -> JobQueue:
+    """Where `jobs` run: QStash when configured (the app runs no loop), else this process's own loops."""
+    if settings.uses_qstash:
+        from core.qstash_jobs import QStashJobQueue
+
+        return QStashJobQueue(
+            jobs,
+            token=settings.qstash_token,
+            public_base_url=settings.public_base_url,
+            current_signing_key=settings.qstash_current_signing_key,
+            next_signing_key=settings.qstash_next_signing_key,
+            base_url=settings.qstash_url or None,
+        )
+    return InProcessJobQueue(jobs)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -11,6 +12,14 @@ from contextlib import asynccontextmanager
 from core.database import DatabaseUnavailable
 
 logger = logging.getLogger("clipdex.background")
+
+# Names of the running loops, counted: two apps in one process (tests) may run loops of one name.
+_running: collections.Counter[str] = collections.Counter()
+
+
+def running_loops() -> frozenset[str]:
+    """The names of the loops running now in this process (none when a queue service runs the jobs)."""
+    return frozenset(name for name, count in _running.items() if count > 0)
 
 
 @asynccontextmanager
@@ -42,9 +51,11 @@ async def repeating(
                 await asyncio.wait_for(stopping.wait(), interval_seconds)
 
     task = asyncio.create_task(loop(), name=name)
+    _running[name] += 1
     try:
         yield
     finally:
+        _running[name] -= 1
         stopping.set()
         try:
             await asyncio.wait_for(asyncio.shield(task), timeout=30)

@@ -9,15 +9,18 @@ than once (two workers, or a crash between handling and acknowledging), never ze
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
-from contextlib import AbstractAsyncContextManager
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
 
 import msgspec
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from piccolo.columns import Integer, Serial, Text, Timestamptz, Varchar
 from piccolo.columns.defaults.timestamptz import TimestamptzNow
 from piccolo.engine.base import Engine
 from piccolo.table import Table
+from prometheus_client import Gauge
 
 from core.background import repeating
 from core.database import owns_tables, write_transaction
@@ -42,6 +45,63 @@ async def publish(topic: str, *keys: str) -> None:
     """Record that `keys` changed; call inside the transaction that changed them."""
     if keys:
         await OutboxEvent.insert(*(OutboxEvent(topic=topic, key=key) for key in keys))
+        published = _published.get()
+        if published is not None:
+            published.setdefault(topic, []).extend(keys)
+
+
+# What `publish` recorded inside a `collecting_published()` block, by topic.
+_published: ContextVar[dict[str, list[str]] | None] = ContextVar("outbox_published", default=None)
+
+
+@contextmanager
+def collecting_published() -> Iterator[dict[str, list[str]]]:
+    """Collect the keys published inside the block (its own task), to announce them once the
+    transactions that published them have committed. Nothing is lost if the announcement never comes:
+    the events are in the outbox, and a sweep delivers them."""
+    collected: dict[str, list[str]] = {}
+    token = _published.set(collected)
+    try:
+        yield collected
+    finally:
+        _published.reset(token)
+
+
+class AnnouncePublished:
+    """ASGI middleware: the keys a request published, handed to `announce` once its handler has
+    returned (its transactions committed) and before its response starts, so a platform that freezes
+    the process after the response cannot cut the announcement off. A failed announcement is logged,
+    not raised: the events wait in the outbox for a sweep."""
+
+    def __init__(self, app: ASGIApp, announce: Callable[[dict[str, list[str]]], Awaitable[None]]) -> None:
+        self._app = app
+        self._announce = announce
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        with collecting_published() as published:
+
+            async def announce() -> None:
+                if not published:
+                    return
+                taken = dict(published)
+                published.clear()
+                try:
+                    await self._announce(taken)
+                except Exception:
+                    logger.warning(
+                        "announcing %s failed; the outbox sweep delivers them", taken, exc_info=True
+                    )
+
+            async def announcing_send(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    await announce()
+                await send(message)
+
+            await self._app(scope, receive, announcing_send)
+            await announce()
 
 
 class OutboxLag(msgspec.Struct):
@@ -58,7 +118,21 @@ async def outbox_lag(topic: str) -> OutboxLag:
         .first()
     )
     age = (datetime.now(UTC) - oldest["created_at"]).total_seconds() if oldest else 0.0
-    return OutboxLag(pending=pending, oldest_age_seconds=round(max(age, 0.0), 3))
+    lag = OutboxLag(pending=pending, oldest_age_seconds=round(max(age, 0.0), 3))
+    OUTBOX_PENDING.labels(topic).set(lag.pending)
+    OUTBOX_OLDEST_AGE.labels(topic).set(lag.oldest_age_seconds)
+    return lag
+
+
+# Set by every `outbox_lag` (each /ready, each outbox sweep job): a scrape shows the last one measured.
+OUTBOX_PENDING = Gauge("clipdex_outbox_pending", "Undelivered outbox events, by topic.", ["topic"])
+OUTBOX_OLDEST_AGE = Gauge(
+    "clipdex_outbox_oldest_age_seconds", "Age of the oldest undelivered outbox event, by topic.", ["topic"]
+)
+
+
+class _DeliveryFailed(Exception):
+    """The handler failed; the events are set to be retried."""
 
 
 class OutboxRelay:
@@ -81,12 +155,15 @@ class OutboxRelay:
         self._lease = timedelta(seconds=lease_seconds)
         self._max_backoff = max_backoff_seconds
 
-    async def _claim(self) -> list[dict]:
-        """Take up to a batch of due events, leasing them so another relay skips them meanwhile."""
+    async def _claim(self, keys: list[str] | None = None) -> list[dict]:
+        """Take up to a batch of due events (of these keys only, if given), leasing them so another
+        relay skips them meanwhile."""
         if not owns_tables(self._engine, OutboxEvent):
             return []
         now = datetime.now(UTC)
         due = (OutboxEvent.topic == self.topic) & (OutboxEvent.available_at <= now)
+        if keys is not None:
+            due &= OutboxEvent.key.is_in(keys)
         # Look before locking: an idle relay polls often, and on SQLite every write transaction takes
         # the database-wide write lock.
         if not await OutboxEvent.exists().where(due):
@@ -115,7 +192,21 @@ class OutboxRelay:
 
     async def deliver_once(self) -> int:
         """Deliver one batch; returns how many events it acknowledged (0: nothing due, or it failed)."""
-        rows = await self._claim()
+        try:
+            return await self._deliver(await self._claim())
+        except _DeliveryFailed:
+            return 0
+
+    async def deliver_keys(self, keys: list[str]) -> int:
+        """Deliver the due events of these keys now (a job announced them after their commit); returns
+        how many it acknowledged, none when another delivery has them. Raises when the handler fails,
+        after recording the failure as `deliver_once` does (so the sweep retries it too)."""
+        delivered = 0
+        while keys and (rows := await self._claim(keys)):
+            delivered += await self._deliver(rows)
+        return delivered
+
+    async def _deliver(self, rows: list[dict]) -> int:
         if not rows:
             return 0
         ids = [row["id"] for row in rows]
@@ -140,7 +231,7 @@ class OutboxRelay:
                     OutboxEvent.last_error: repr(exc)[:2000],
                 }
             ).where(OutboxEvent.id.is_in(ids))
-            return 0
+            raise _DeliveryFailed(f"outbox {self.topic}: delivery failed: {exc!r}") from exc
         await OutboxEvent.delete().where(OutboxEvent.id.is_in(ids))
         return len(ids)
 

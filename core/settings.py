@@ -77,6 +77,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper", forbid
     vector_embedding: Literal["local", "upstash"] = "local"
     # With VECTOR_EMBEDDING=upstash: the hosted model the index must use (checked at start-up).
     upstash_vector_embedding_model: str = "BAAI/bge-small-en-v1.5"
+    # Background jobs through Upstash QStash (core/qstash_jobs.py) instead of loops in every process:
+    # set all four or none. QSTASH_URL only for another endpoint (a region, the local server).
+    qstash_token: str = ""
+    qstash_current_signing_key: str = ""
+    qstash_next_signing_key: str = ""
+    qstash_url: str = ""
+    public_base_url: str = ""  # where QStash reaches this app, e.g. https://clipdex.example.com
 
     @property
     def uses_upstash_redis(self) -> bool:
@@ -85,6 +92,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper", forbid
     @property
     def uses_upstash_vector(self) -> bool:
         return bool(self.upstash_vector_rest_url)
+
+    @property
+    def uses_qstash(self) -> bool:
+        return bool(self.qstash_token)
 
     @property
     def is_sqlite(self) -> bool:
@@ -157,10 +168,34 @@ def _check_consistency(settings: Settings) -> None:
             raise SettingsError(missing, f"is required when {next(n for n, v in given.items() if v)} is set")
         if given[url] and not given[url].startswith(("http://", "https://")):
             raise SettingsError(url, "must be an http(s) URL")
+    _check_qstash(settings)
     if settings.postgres_pool_min_size > settings.postgres_pool_max_size:
         raise SettingsError("POSTGRES_POOL_MIN_SIZE", "must not exceed POSTGRES_POOL_MAX_SIZE")
     if settings.app_env == "production":
         _check_production_secret(settings.secret_key)
+
+
+_QSTASH_REQUIRED = (
+    "QSTASH_TOKEN",
+    "QSTASH_CURRENT_SIGNING_KEY",
+    "QSTASH_NEXT_SIGNING_KEY",
+    "PUBLIC_BASE_URL",
+)
+
+
+def _check_qstash(settings: Settings) -> None:
+    given = {name: getattr(settings, name.lower()) for name in _QSTASH_REQUIRED}
+    if settings.qstash_url and not given["QSTASH_TOKEN"]:
+        raise SettingsError("QSTASH_TOKEN", "is required when QSTASH_URL is set")
+    # PUBLIC_BASE_URL alone selects nothing: it may name the app for other reasons.
+    if any(value for name, value in given.items() if name != "PUBLIC_BASE_URL") and not all(given.values()):
+        missing = next(name for name, value in given.items() if not value)
+        present = next(name for name, value in given.items() if value and name != "PUBLIC_BASE_URL")
+        raise SettingsError(missing, f"is required when {present} is set (QStash runs the background jobs)")
+    for name in ("QSTASH_URL", "PUBLIC_BASE_URL"):
+        value = getattr(settings, name.lower())
+        if value and not value.startswith(("http://", "https://")):
+            raise SettingsError(name, "must be an http(s) URL")
 
 
 def _check_production_secret(secret: str) -> None:

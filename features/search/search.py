@@ -263,6 +263,19 @@ class SearchIndexer:
         await self._delete_orphans()
         return done
 
+    async def reindex_batch(self, after: str | None, batch_size: int) -> str | None:
+        """One step of a rebuild run as jobs: index the videos after id `after` (a batch); their last id,
+        or None once there are none left (and the index records with no video are deleted)."""
+        query = Video.select(Video.id).order_by(Video.id).limit(batch_size)
+        if after is not None:
+            query = query.where(Video.id > uuid.UUID(after))
+        batch = [str(row["id"]) for row in await query]
+        if not batch:
+            await self._delete_orphans()
+            return None
+        await self.sync(batch)
+        return batch[-1]
+
     async def queue_all(self, engine: Engine, *, batch_size: int = 500) -> int:
         """Put every video into the outbox, for the relay of whichever app holds the index."""
         queued = 0
