@@ -155,6 +155,23 @@ def test_production_accepts_a_real_secret_key(tmp_path):
     assert settings.secret_key == GOOD_SECRET
 
 
+_QSTASH = {
+    "QSTASH_TOKEN": "token",
+    "QSTASH_CURRENT_SIGNING_KEY": "sig_current",
+    "QSTASH_NEXT_SIGNING_KEY": "sig_next",
+    "PUBLIC_BASE_URL": "https://clipdex.example.com",
+}
+
+
+def test_the_four_qstash_settings_select_qstash_and_public_base_url_alone_does_not(tmp_path):
+    assert load_settings({"APP_ENV": "test", **_QSTASH}, env_dir=tmp_path).uses_qstash
+    alone = load_settings(
+        {"APP_ENV": "test", "PUBLIC_BASE_URL": _QSTASH["PUBLIC_BASE_URL"]}, env_dir=tmp_path
+    )
+    assert not alone.uses_qstash
+    assert not load_settings({"APP_ENV": "test"}, env_dir=tmp_path).uses_qstash
+
+
 @pytest.mark.parametrize(
     ("variable", "environ"),
     [
@@ -170,6 +187,13 @@ def test_production_accepts_a_real_secret_key(tmp_path):
         ("DATABASE_URL", {"DATABASE_URL": "mysql://db/clipdex"}),
         ("DATABASE_URL", {"DATABASE_URL": "sqlite:///"}),
         ("POSTGRES_POOL_MIN_SIZE", {"POSTGRES_POOL_MIN_SIZE": "30", "POSTGRES_POOL_MAX_SIZE": "20"}),
+        # QStash: all four or none; the first one missing is named.
+        ("QSTASH_CURRENT_SIGNING_KEY", {"QSTASH_TOKEN": "t"}),
+        ("PUBLIC_BASE_URL", {**_QSTASH, "PUBLIC_BASE_URL": ""}),
+        ("QSTASH_TOKEN", {**_QSTASH, "QSTASH_TOKEN": ""}),
+        ("QSTASH_TOKEN", {"QSTASH_URL": "http://127.0.0.1:8081"}),
+        ("PUBLIC_BASE_URL", {**_QSTASH, "PUBLIC_BASE_URL": "clipdex.example.com"}),
+        ("QSTASH_URL", {**_QSTASH, "QSTASH_URL": "127.0.0.1:8081"}),
     ],
 )
 def test_an_invalid_value_names_its_variable(tmp_path, variable, environ):
@@ -210,6 +234,7 @@ def _start_app(tmp_path: Path, **settings: str) -> subprocess.CompletedProcess[s
     [
         ("SECRET_KEY", {"APP_ENV": "production"}),
         ("LOGIN_RATE_LIMIT", {"APP_ENV": "test", "LOGIN_RATE_LIMIT": "abc"}),
+        ("QSTASH_NEXT_SIGNING_KEY", {"APP_ENV": "test", **{**_QSTASH, "QSTASH_NEXT_SIGNING_KEY": ""}}),
     ],
 )
 def test_start_up_with_a_bad_setting_exits_with_one_line_naming_it(tmp_path, variable, settings):
