@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -91,6 +92,11 @@ def create_app(
     jobs = jobs if jobs is not None else Jobs()
     job_queue = build_job_queue(settings, jobs)
     register_jobs(jobs, job_queue, settings, index_relay, indexer, view_counter)
+
+    async def start_reindex_jobs() -> str:
+        run = uuid.uuid4().hex
+        await job_queue.enqueue(REINDEX_JOB, {"run": run, "after": None}, dedup_key=f"reindex-{run}-start")
+        return f"Queued the rebuild as {REINDEX_JOB} jobs (run {run}): the app runs them a batch at a time."
 
     async def announce_published(published: dict[str, list[str]]) -> None:
         # With QStash no relay polls: each committed change asks for its own indexing job.
@@ -186,7 +192,9 @@ def create_app(
         lifespan=[lifespan],
         plugins=[
             videos.DemoSeedCommand(engine, passwords, settings),
-            search.ReindexCommand(indexer, vector_index, engine, settings),
+            search.ReindexCommand(
+                indexer, vector_index, engine, settings, None if job_queue.in_process else start_reindex_jobs
+            ),
             RequestBodySchemas(),
         ],
         on_app_init=[jwt_auth.on_app_init],

@@ -16,7 +16,7 @@ import math
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -845,15 +845,23 @@ class ReindexCommand(CLIPluginProtocol):
 
     When the embedded index is held by a running clipdex, the rebuild is handed to that app instead:
     every video goes into the outbox, and its relay reindexes them while it keeps serving.
+    `--as-jobs` hands it to the job queue instead (`start_as_jobs`: with QStash, batch jobs that the
+    app's instances run, for hosting where no process may run that long).
     """
 
     def __init__(
-        self, indexer: SearchIndexer, index: VectorIndex, engine: Engine, settings: Settings
+        self,
+        indexer: SearchIndexer,
+        index: VectorIndex,
+        engine: Engine,
+        settings: Settings,
+        start_as_jobs: Callable[[], Awaitable[str]] | None = None,
     ) -> None:
         self._indexer = indexer
         self._index = index
         self._engine = engine
         self._settings = settings
+        self._start_as_jobs = start_as_jobs
 
     async def run(self) -> str:
         await open_database(self._engine, self._settings)
@@ -872,8 +880,14 @@ class ReindexCommand(CLIPluginProtocol):
 
     def on_cli_init(self, cli: Group) -> None:
         @cli.command(name="reindex", help="Rebuild the search index from the database (idempotent).")
-        def reindex() -> None:
-            click.echo(run_command(self.run()))
+        @click.option("--as-jobs", is_flag=True, help="Enqueue the rebuild as batch jobs (needs QStash).")
+        def reindex(as_jobs: bool) -> None:
+            if not as_jobs:
+                click.echo(run_command(self.run()))
+            elif self._start_as_jobs is None:
+                raise click.UsageError("--as-jobs needs QStash (QSTASH_TOKEN and the settings with it)")
+            else:
+                click.echo(run_command(self._start_as_jobs()))
 
 
 # ---------------------------------------------------------------- the search page

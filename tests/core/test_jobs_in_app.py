@@ -163,3 +163,27 @@ def _index_runs() -> float:
 
 async def _outbox_empty() -> bool:
     return await OutboxEvent.count() == 0
+
+
+async def test_with_qstash_a_reindex_runs_as_a_chain_of_batch_jobs(
+    qstash_app: httpx.AsyncClient, qstash_server: LocalQStashServer
+) -> None:
+    http = qstash_app
+    owner = await register(http)
+    videos = [await add_video(http, owner, title=f"Lighthouse keeper {n}", tags=["sea"]) for n in range(3)]
+    await eventually(_outbox_empty)
+    before = _runs("search.reindex-batch")
+
+    client = AsyncQStash(qstash_server.token, base_url=qstash_server.url)
+    await client.message.publish_json(
+        url=str(http.base_url).rstrip("/") + "/api/internal/jobs/search.reindex-batch",
+        body={"run": uuid.uuid4().hex, "after": None, "batch_size": 1},
+    )
+
+    # One job per video, each enqueueing the next, and a last one that finds none left.
+    await eventually(lambda: _runs("search.reindex-batch") == before + len(videos) + 1)
+    assert set(await found(http, "lighthouse keeper")) >= {video["id"] for video in videos}
+
+
+def _runs(job: str) -> float:
+    return REGISTRY.get_sample_value("clipdex_job_runs_total", {"job": job, "outcome": "done"}) or 0.0
