@@ -39,16 +39,18 @@ def _free_port() -> int:
 class AppServer:
     """`uvicorn --factory app:create_app --workers 1` in a child process on a free port, seen over HTTP."""
 
-    def __init__(self, name: str, environ: dict[str, str]) -> None:
+    def __init__(self, name: str, environ: dict[str, str], *, port: int | None = None) -> None:
+        """`port`: this one (for a server whose settings name its own address), else a free one."""
         self.name = name
         self._environ = environ
+        self._port = port
         descriptor, path = tempfile.mkstemp(prefix=f"clipdex-server-{name}-", suffix=".log")
         os.close(descriptor)
         self._log_path = Path(path)
         self._start()
 
     def _start(self) -> None:
-        port = _free_port()
+        port = self._port or _free_port()
         self.url = f"http://127.0.0.1:{port}"
         command = [sys.executable, "-m", "uvicorn", "--factory", "app:create_app", "--workers", "1"]
         command += ["--host", "127.0.0.1", "--port", str(port), "--no-access-log"]

@@ -1,5 +1,7 @@
 """Two app workers, as in production: separate uvicorn processes sharing PostgreSQL, Upstash Redis and
-Upstash Vector (the local Upstash-compatible servers), seen only through real HTTP.
+Upstash Vector (the local Upstash-compatible servers), seen only through real HTTP; their background
+work in their own loops, or run by QStash (the local QStash server calling worker A, as it would call
+the address in front of both).
 
 Whatever one worker learns, the other must know: a logout, a like, a new video (through the search
 index), views. Skipped without TEST_DATABASE_URL; in CI (CI=true) a missing PostgreSQL or Redis fails.
@@ -14,17 +16,20 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from qstash import QStash
 
 from tests.conftest import IN_CI, POSTGRES_URL, LocalUpstash, clipdex_environ, migrate, reset_postgres
+from tests.core.test_job_contract import free_port
 from tests.features.search_support import TOPICS, found, indexed, register
 from tests.features.videos_support import API, add_video, eventually, video_state, video_url
 from tests.live_server import AppServer
+from upstash_local.qstash_server import LocalQStashServer
 
 FLUSH_SECONDS = 0.5
 VIEWS_PER_WORKER = 25
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=["loops", "qstash"])
 async def workers(
     request: pytest.FixtureRequest,
 ) -> AsyncIterator[tuple[httpx.AsyncClient, httpx.AsyncClient]]:
@@ -46,9 +51,24 @@ async def workers(
         ),
     }
     started: list[AppServer] = []
+    ports: dict[str, int | None] = {"A": None, "B": None}
+    qstash: LocalQStashServer | None = None
+    if request.param == "qstash":
+        qstash = LocalQStashServer.start(
+            options=["--retry-delay-scale", "0.001", "--cron-minute-seconds", "1"]
+        )
+        keys = QStash(qstash.token, base_url=qstash.url).signing_key.get()
+        ports["A"] = free_port()
+        environ |= {
+            "QSTASH_TOKEN": qstash.token,
+            "QSTASH_URL": qstash.url,
+            "QSTASH_CURRENT_SIGNING_KEY": keys.current,
+            "QSTASH_NEXT_SIGNING_KEY": keys.next,
+            "PUBLIC_BASE_URL": f"http://127.0.0.1:{ports['A']}",
+        }
     try:
         for name in ("A", "B"):
-            started.append(AppServer(name, environ))
+            started.append(AppServer(name, environ, port=ports[name]))
         await asyncio.gather(*(asyncio.to_thread(worker.wait_until_ready) for worker in started))
         async with (
             httpx.AsyncClient(base_url=started[0].url, timeout=10) as a,
@@ -60,6 +80,8 @@ async def workers(
     finally:
         for worker in started:
             worker.stop()
+        if qstash is not None:
+            qstash.stop()
 
 
 async def test_a_token_revoked_through_one_worker_is_refused_by_the_other(workers):
@@ -118,3 +140,11 @@ async def test_views_recorded_on_both_workers_are_all_counted(workers):
     await asyncio.sleep(FLUSH_SECONDS * 2)  # both workers flush again: nothing is counted twice
     assert (await video_state(a, video["id"]))["view_count"] == expected
     assert (await video_state(b, video["id"]))["view_count"] == expected
+
+
+async def test_each_worker_says_where_its_jobs_run(workers, request):
+    a, b = workers
+    expected = "qstash" if request.node.callspec.params["workers"] == "qstash" else "process"
+    for worker in (a, b):
+        ready = (await worker.get("/ready")).json()["dependencies"]["jobs"]["details"]
+        assert ready == {"runs_in": expected, "failed": 0}
