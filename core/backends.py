@@ -63,5 +63,6 @@ def build_job_queue(settings: Settings, jobs: Jobs) -> JobQueue:
             current_signing_key=settings.qstash_current_signing_key,
             next_signing_key=settings.qstash_next_signing_key,
             base_url=settings.qstash_url or None,
+            timeout_seconds=settings.upstash_timeout_seconds,
         )
     return InProcessJobQueue(jobs)

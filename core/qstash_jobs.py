@@ -9,6 +9,7 @@ with 401 and the job does not run; 2xx only once the job's effect is committed; 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 from collections.abc import AsyncIterator
@@ -21,6 +22,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath
 from qstash import AsyncQStash, Receiver
 from qstash.errors import SignatureError
+from qstash.http import RetryConfig
 
 from core.errors import NotFound, Problem
 from core.jobs import Jobs, UnknownJob, cron_for_interval
@@ -48,9 +50,15 @@ class QStashJobQueue:
         next_signing_key: str,
         base_url: str | None = None,
         retries: int = DEFAULT_RETRIES,
+        timeout_seconds: float = 2.0,
     ) -> None:
         self.jobs = jobs
-        self._client = AsyncQStash(token, base_url=base_url) if base_url else AsyncQStash(token)
+        # The SDK's own defaults would let a QStash that hangs hold a request for minutes (5 retries,
+        # a 600 s read timeout); a write publishing its job waits at most `timeout_seconds`, and what
+        # was not published the outbox sweep delivers.
+        retry = RetryConfig(retries=1, backoff=lambda attempt: 100.0 * (attempt + 1))
+        self._client = AsyncQStash(token, retry=retry, base_url=base_url or None)
+        self._timeout = timeout_seconds
         self._receiver = Receiver(current_signing_key=current_signing_key, next_signing_key=next_signing_key)
         self._public_base_url = public_base_url.rstrip("/")
         self._retries = retries
@@ -63,12 +71,15 @@ class QStashJobQueue:
         self, name: str, payload: Any = None, *, dedup_key: str | None = None, delay: float | None = None
     ) -> None:
         self.jobs[name]  # an unknown job fails here, not as 404s QStash would retry
-        await self._client.message.publish_json(
-            url=self.url_for(name),
-            body=payload,
-            retries=self._retries,
-            deduplication_id=dedup_key,
-            delay=f"{math.ceil(delay)}s" if delay else None,
+        await asyncio.wait_for(
+            self._client.message.publish_json(
+                url=self.url_for(name),
+                body=payload,
+                retries=self._retries,
+                deduplication_id=dedup_key,
+                delay=f"{math.ceil(delay)}s" if delay else None,
+            ),
+            self._timeout,
         )
 
     @asynccontextmanager

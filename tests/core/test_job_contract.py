@@ -344,3 +344,26 @@ async def test_a_call_qstash_did_not_sign_is_refused_and_the_job_does_not_run(qs
         )
     assert signed.status_code == 200, signed.text
     assert runs.payloads == [{"id": 1}]
+
+
+async def test_an_enqueue_to_a_qstash_that_does_not_answer_fails_within_its_deadline() -> None:
+    """A write publishes its job before it answers: a hung QStash must not hold it (the sweep delivers)."""
+    silent = socket.create_server(("127.0.0.1", 0))  # accepts connections, never answers
+    jobs = Jobs()
+    recording(jobs, "stuck")
+    queue = QStashJobQueue(
+        jobs,
+        token="t",
+        public_base_url="http://127.0.0.1:1",
+        current_signing_key="a",
+        next_signing_key="b",
+        base_url=f"http://127.0.0.1:{silent.getsockname()[1]}",
+        timeout_seconds=0.5,
+    )
+    started = time.monotonic()
+    try:
+        with pytest.raises(TimeoutError):
+            await queue.enqueue("stuck", {})
+    finally:
+        silent.close()
+    assert time.monotonic() - started < 10  # the SDK alone would wait 600 s for an answer
