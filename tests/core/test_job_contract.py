@@ -15,6 +15,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -26,7 +27,7 @@ from litestar.di import Provide
 from qstash import AsyncQStash
 
 from core.errors import EXCEPTION_HANDLERS
-from core.jobs import InProcessJobQueue, JobQueue, Jobs
+from core.jobs import CronSchedule, InProcessJobQueue, JobQueue, Jobs, cron_for_interval
 from core.qstash_jobs import SCHEDULE_ID_PREFIX, QStashJobQueue, run_job
 from upstash_local.qstash_server import LocalQStashServer
 
@@ -367,3 +368,50 @@ async def test_an_enqueue_to_a_qstash_that_does_not_answer_fails_within_its_dead
     finally:
         silent.close()
     assert time.monotonic() - started < 10  # the SDK alone would wait 600 s for an answer
+
+
+# ---------------------------------------------------------------- cron, as both queues read it
+
+
+@pytest.mark.parametrize(
+    ("expression", "moment", "matches"),
+    [
+        ("* * * * *", "2026-12-01T21:15:00", True),
+        ("*/15 * * * *", "2026-12-01T21:30:00", True),
+        ("*/15 * * * *", "2026-12-01T21:31:00", False),
+        ("0 3 * * *", "2026-12-01T03:00:00", True),
+        ("0 3 * * *", "2026-12-01T04:00:00", False),
+        ("0 9-17 * * 1-5", "2026-12-01T12:00:00", True),  # a Tuesday
+        ("0 9-17 * * 1-5", "2026-12-05T12:00:00", False),  # a Saturday
+        ("30 6 1,15 * 0", "2026-11-15T06:30:00", True),  # 0 and 7 are both Sunday
+        ("30 6 1,15 * 7", "2026-11-15T06:30:00", True),
+    ],
+)
+def test_a_cron_expression_matches_its_minutes(expression: str, moment: str, matches: bool) -> None:
+    assert CronSchedule(expression).matches(datetime.fromisoformat(moment).replace(tzinfo=UTC)) is matches
+
+
+@pytest.mark.parametrize("expression", ["* * * *", "61 * * * *", "* 24 * * *", "*/0 * * * *", "a * * * *"])
+def test_a_bad_cron_expression_is_refused_when_the_job_is_registered(expression: str) -> None:
+    with pytest.raises(ValueError, match="cron"):
+        Jobs().register("bad", recording_noop, cron=expression)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "expression"),
+    [
+        (1, "* * * * *"),
+        (60, "* * * * *"),
+        (300, "*/5 * * * *"),
+        (3600, "0 * * * *"),
+        (6 * 3600, "0 */6 * * *"),
+    ],
+)
+def test_an_interval_becomes_the_nearest_cron_expression_of_at_least_a_minute(
+    seconds: float, expression: str
+) -> None:
+    assert cron_for_interval(seconds) == expression
+
+
+async def recording_noop(_: Any) -> None:
+    return None
