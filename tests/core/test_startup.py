@@ -45,6 +45,9 @@ def _production(tmp_path: Path, **settings: object) -> dict[str, str]:
 def _make(target: str, environ: dict[str, str], *variables: str) -> subprocess.CompletedProcess[str]:
     # -s: no echoed commands; -o: never (re)install the venv from here, whatever pyproject.toml's age.
     command = ["make", "-s", "-o", ".venv/.installed", target, *variables]
+    # As a user types it in a shell: under `make test` the inherited MAKELEVEL would make this a
+    # sub-make, whose failure line reads `make[1]: ***` instead.
+    environ = {k: v for k, v in environ.items() if k not in {"MAKELEVEL", "MAKEFLAGS", "MFLAGS"}}
     return subprocess.run(
         command, cwd=ROOT, env=environ, capture_output=True, text=True, timeout=EXIT_SECONDS
     )
