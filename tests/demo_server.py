@@ -18,16 +18,20 @@ from tests.live_server import ROOT, AppServer
 INDEX_SECONDS = 120.0  # 328 demo videos take ~20 s on 2 cores
 
 
-def seed_demo_catalogue(environ: dict[str, str]) -> None:
-    """`litestar seed`, as `make seed` runs it."""
-    result = subprocess.run(
-        [sys.executable, "-m", "litestar", "--app", "app:create_app", "seed"],
+def run_seed(environ: dict[str, str], *options: str) -> subprocess.CompletedProcess[str]:
+    """`litestar seed OPTIONS`, as `make seed` (or `make run`, with --if-empty) runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "litestar", "--app", "app:create_app", "seed", *options],
         cwd=ROOT,
         env=environ,
         capture_output=True,
         text=True,
         timeout=300,
     )
+
+
+def seed_demo_catalogue(environ: dict[str, str], *options: str) -> None:
+    result = run_seed(environ, *options)
     assert result.returncode == 0, result.stdout + result.stderr
 
 

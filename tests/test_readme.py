@@ -7,13 +7,13 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import ROOT, migrate
+from tests.demo_server import seed_demo_catalogue
 from tests.live_server import AppServer, child_environ
 
 TOUR_MARKER = "<!-- api-tour -->"
@@ -116,15 +116,7 @@ def demo_server(tmp_path: Path):
         app_env="development", database_url=database_url, vector_index_path=tmp_path / "index"
     )
     migrate(database_url)
-    seed = subprocess.run(
-        [sys.executable, "-m", "litestar", "--app", "app:create_app", "seed", "--if-empty"],
-        cwd=ROOT,
-        env=environ,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert seed.returncode == 0, seed.stdout + seed.stderr
+    seed_demo_catalogue(environ, "--if-empty")
     server = AppServer("readme", environ)
     try:
         server.wait_until_ready()

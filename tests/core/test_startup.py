@@ -20,6 +20,7 @@ import pytest
 from core.settings import Settings, load_settings
 from core.startup import StartupError, workers_to_serve
 from tests.conftest import ROOT, clipdex_environ, migrate
+from tests.demo_server import run_seed
 from tests.live_server import AppServer, child_environ
 from upstash_local.vector_server import LocalVectorServer
 
@@ -280,14 +281,7 @@ def test_a_second_make_run_on_a_held_index_stops_with_one_line(running):
 
 def test_seeding_while_clipdex_serves_hands_the_indexing_to_it(running):
     server, environ = running
-    seed = subprocess.run(
-        [sys.executable, "-m", "litestar", "--app", "app:create_app", "seed"],
-        cwd=ROOT,
-        env=environ,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    seed = run_seed(environ)
 
     assert seed.returncode == 0, seed.stdout + seed.stderr
     assert "Traceback" not in seed.stdout + seed.stderr
