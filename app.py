@@ -234,6 +234,8 @@ def create_app(
                 )
             ],
         ),
+        # configure_logging set up every logger; Litestar's default would put the root logger at INFO.
+        logging_config=None,
         debug=False,
     )
     # Litestar's middleware runs only for routed requests; wrapping the whole handler gives 404s and

@@ -214,6 +214,11 @@ def configure_logging(settings: Settings) -> None:
     clipdex.handlers[:] = [handler]
     clipdex.setLevel(settings.log_level)
     clipdex.propagate = False
+    # Libraries (httpx under the Upstash SDKs, asyncpg, ...) speak up only for warnings, in the same
+    # format: at INFO httpx logs every Upstash request, a line per cache or index call.
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(max(logging.WARNING, logging.getLevelName(settings.log_level)))
 
 
 def silence_server_access_log() -> None:
