@@ -15,6 +15,7 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from litestar import Request
 from litestar.connection import ASGIConnection
 from litestar.middleware.authentication import AuthenticationResult
 from litestar.security.jwt import JWTAuthenticationMiddleware
@@ -162,3 +163,8 @@ class OptionalAuthOperation(BearerOperation):
     def __post_init__(self) -> None:
         super().__post_init__()
         self.security = [{}, {BEARER_SCHEME: []}]
+
+
+def optional_user(request: Request[Any, Any, Any]) -> Any:
+    """The signed-in user of a request to an `auth_optional` route: None when no token was sent."""
+    return request.scope.get("user")

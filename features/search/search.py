@@ -9,7 +9,6 @@ older than the index.
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
 import logging
 import math
@@ -36,7 +35,7 @@ from piccolo.querystring import QueryString
 from rich.progress import Progress
 
 from core import text
-from core.auth import OptionalAuthOperation
+from core.auth import OptionalAuthOperation, optional_user
 from core.cache import Cache, ReadThroughCache
 from core.database import close_database, open_database, write_transaction
 from core.errors import InvalidInput, NotFound, Problem, problem_responses
@@ -55,6 +54,7 @@ from core.highlights import (
 )
 from core.openapi import CACHE_STATUS_HEADER
 from core.outbox import OutboxEvent, publish
+from core.pagination import cursor_offset, offset_cursor
 from core.settings import Settings
 from core.startup import SearchIndexHeld, open_search_index, run_command
 from core.typos import RULE as TYPO_RULE
@@ -566,26 +566,10 @@ async def search_videos(
     highlighter = Highlighter(query_terms(keywords), highlighting)
     return SearchPage(
         items=await _hits(window, viewer, highlighter),
-        next_cursor=_cursor(offset + limit) if more else None,
+        next_cursor=offset_cursor(offset + limit) if more else None,
         facets=await count_facets(results, viewer, facets) if facets else msgspec.UNSET,
         corrected_query=corrected(query.lower(), fixes) if fixes else None,
     )
-
-
-def _cursor(offset: int) -> str:
-    return base64.urlsafe_b64encode(msgspec.json.encode({"offset": offset})).decode().rstrip("=")
-
-
-def _offset(cursor: str | None) -> int:
-    if not cursor:
-        return 0
-    try:
-        offset = msgspec.json.decode(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))["offset"]
-        if not isinstance(offset, int) or not 0 <= offset < MAX_RESULTS:
-            raise ValueError
-    except (ValueError, KeyError, TypeError, msgspec.DecodeError):
-        raise InvalidInput("cursor", "is not a cursor this API issued", source="query") from None
-    return offset
 
 
 # Similar videos: neighbours of the video's own dense vector (by meaning), fused as hybrid search fuses
@@ -635,10 +619,6 @@ async def similar_videos(
 
 
 # ---------------------------------------------------------------- handlers
-
-
-def _viewer(request: Request[Any, Any, Any]) -> User | None:
-    return request.scope.get("user")
 
 
 @get(
@@ -693,10 +673,10 @@ async def search(
     transcript, with the query's words marked as BM25 matched them, typo corrections included."""
     query = normalise_query(q)
     highlighting = Highlighting(highlight_length, highlight_pre, highlight_post)
-    offset = _offset(cursor)
+    offset = cursor_offset(cursor, MAX_RESULTS)
     filters = SearchFilters(tag=tag, owner=owner, min_duration=min_duration, max_duration=max_duration)
     wanted_facets = facet_names(facets)
-    viewer = _viewer(request)
+    viewer = optional_user(request)
     # Hits show the videos as the database has them, so a cached page is stale after any video write
     # (a title, a like, a video made private), not only after the index changed: key on both. Video
     # writes bump the lists generation at once, before the outbox gets the change into the index.
@@ -768,7 +748,7 @@ async def similar(
 ) -> SimilarVideos:
     """Videos most like this one, by meaning and by the words of its title and tags, excluding the
     video itself, under the same visibility rules as search."""
-    return await similar_videos(search_index, catalogue_size, video_id, _viewer(request), limit)
+    return await similar_videos(search_index, catalogue_size, video_id, optional_user(request), limit)
 
 
 SUGGEST_MAX_QUERY, SUGGEST_MAX_LIMIT = 100, 20
@@ -814,7 +794,7 @@ async def suggest(
     that hold them elsewhere, then tags, then the most videos, then the shortest. As fresh as the
     search index (seconds behind at most)."""
     query = normalise_query(q)
-    viewer = _viewer(request)
+    viewer = optional_user(request)
     completions = (await vocabulary.current()).completions
     found = completions.complete(
         query, str(viewer.id) if viewer else None, limit, highlight_pre, highlight_post

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
 import logging
 import uuid
@@ -41,13 +40,22 @@ from piccolo.table import Table
 from rich.progress import Progress
 
 from core import text
-from core.auth import OptionalAuthOperation, Passwords, PublicOperation
+from core.auth import OptionalAuthOperation, Passwords, PublicOperation, optional_user
 from core.background import repeating
 from core.cache import Cache, CacheStatus, ReadThroughCache
 from core.database import close_database, open_database, owns_tables, write_transaction
 from core.errors import Forbidden, InvalidInput, NotFound, problem_responses
 from core.openapi import CACHE_STATUS_HEADER, BearerOperation
 from core.outbox import publish
+from core.pagination import (
+    Cursor,
+    decode_cursor,
+    encode_cursor,
+    is_count_key,
+    is_time_key,
+    rows_after,
+    sort_key,
+)
 from core.settings import Settings
 from core.single_flight import SingleFlight
 from features.users.users import User
@@ -334,50 +342,14 @@ async def owned_video(reads: VideoReads, video_id: uuid.UUID, viewer: User) -> V
 
 # ---------------------------------------------------------------- rules: pagination
 
-
-class Cursor(msgspec.Struct, array_like=True):
-    sort: str
-    filters: str
-    key: int | str
-    id: str
-
-
-def encode_cursor(cursor: Cursor) -> str:
-    return base64.urlsafe_b64encode(msgspec.json.encode(cursor)).decode().rstrip("=")
-
-
-def _is_time(key: int | str) -> bool:
-    try:
-        return isinstance(key, str) and datetime.fromisoformat(key).tzinfo is not None
-    except ValueError:
-        return False
-
-
-# The sort key a cursor of each order carries. A forged key of another type would otherwise reach the
-# query (a 500, or a silently wrong page on SQLite); counts are bounded by their columns' integer types.
+# The sort key a cursor of each order carries; counts are bounded by their columns' integer types.
 _CURSOR_KEY_CHECKS = {
-    "newest": _is_time,
-    "oldest": _is_time,
-    "liked": _is_time,
-    "most_viewed": lambda key: isinstance(key, int) and 0 <= key < 2**63,
-    "most_liked": lambda key: isinstance(key, int) and 0 <= key < 2**31,
+    "newest": is_time_key,
+    "oldest": is_time_key,
+    "liked": is_time_key,
+    "most_viewed": is_count_key(64),
+    "most_liked": is_count_key(32),
 }
-
-
-def decode_cursor(raw: str, sort: str, filters: str) -> Cursor:
-    try:
-        cursor = msgspec.json.decode(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)), type=Cursor)
-        uuid.UUID(cursor.id)
-    except (ValueError, msgspec.DecodeError):
-        raise InvalidInput("cursor", "is not a cursor this API issued", source="query") from None
-    if cursor.sort != sort or cursor.filters != filters:
-        raise InvalidInput(
-            "cursor", "belongs to a different sort or filter; start again without it", source="query"
-        )
-    if not _CURSOR_KEY_CHECKS[sort](cursor.key):
-        raise InvalidInput("cursor", "is not a cursor this API issued", source="query")
-    return cursor
-
 
 # (column, descending) for each sort; the video id breaks ties so the order is total.
 _SORT_KEYS: dict[str, tuple[Any, bool]] = {
@@ -386,18 +358,6 @@ _SORT_KEYS: dict[str, tuple[Any, bool]] = {
     "most_viewed": (Video.view_count, True),
     "most_liked": (Video.like_count, True),
 }
-
-
-def _sort_value(value: Any) -> int | str:
-    return value.isoformat() if isinstance(value, datetime) else int(value)
-
-
-def _after(column: Any, descending: bool, cursor: Cursor) -> Any:
-    value: Any = datetime.fromisoformat(cursor.key) if isinstance(cursor.key, str) else cursor.key
-    last_id = uuid.UUID(cursor.id)
-    if descending:
-        return (column < value) | ((column == value) & (Video.id < last_id))
-    return (column > value) | ((column == value) & (Video.id > last_id))
 
 
 class ListQuery(msgspec.Struct, kw_only=True):
@@ -436,9 +396,8 @@ async def list_videos(query: ListQuery, viewer: User | None, *, public_only: boo
         select = select.where(Video.duration_seconds <= query.max_duration)
     fingerprint = query.filters_fingerprint()
     if query.cursor:
-        select = select.where(
-            _after(column, descending, decode_cursor(query.cursor, query.sort, fingerprint))
-        )
+        after = decode_cursor(query.cursor, query.sort, fingerprint, _CURSOR_KEY_CHECKS[query.sort])
+        select = select.where(rows_after(column, Video.id, descending, after))
     rows = await select.order_by(column, Video.id, ascending=not descending).limit(query.limit + 1)
     items = [_summary_from_row(row) for row in rows]
     next_cursor = None
@@ -446,7 +405,7 @@ async def list_videos(query: ListQuery, viewer: User | None, *, public_only: boo
         items = items[: query.limit]
         last = items[-1]
         key = getattr(last, column._meta.name)
-        next_cursor = encode_cursor(Cursor(query.sort, fingerprint, _sort_value(key), str(last.id)))
+        next_cursor = encode_cursor(Cursor(query.sort, fingerprint, sort_key(key), str(last.id)))
     return VideoPage(items=items, next_cursor=next_cursor)
 
 
@@ -649,10 +608,6 @@ def _json(
     return Response(encoded, media_type="application/json", status_code=status_code, headers=headers)
 
 
-def _viewer(request: Request[Any, Any, Any]) -> User | None:
-    return request.scope.get("user")
-
-
 @post(
     "/videos",
     summary="Add a video to the catalogue",
@@ -701,7 +656,7 @@ async def browse_videos(
         min_duration=min_duration,
         max_duration=max_duration,
     )
-    viewer = _viewer(request)
+    viewer = optional_user(request)
     cache_key = {"list": "all", "viewer": str(viewer.id) if viewer else None, **msgspec.structs.asdict(query)}
     encoded, cache_status = await video_reads.list_page(cache_key, lambda: list_videos(query, viewer))
     return _json(encoded, cache_status=cache_status)
@@ -729,7 +684,7 @@ async def read_video(
     ] = None,
 ) -> Response[VideoRead]:
     """Public and unlisted videos for anyone, private ones for their owner. Supports `If-None-Match`."""
-    _, encoded, cache_status = await visible_video(video_reads, video_id, _viewer(request))
+    _, encoded, cache_status = await visible_video(video_reads, video_id, optional_user(request))
     etag = '"' + hashlib.sha256(encoded).hexdigest()[:32] + '"'
     if if_none_match and etag in if_none_match:
         return Response(b"", status_code=304, headers={"ETag": etag, "X-Cache": cache_status})
@@ -830,7 +785,7 @@ async def count_view(
     view_counter: NamedDependency[ViewCounter],
 ) -> ViewAccepted:
     """Accepted at once; `view_count` catches up within VIEW_FLUSH_INTERVAL_SECONDS."""
-    await visible_video(video_reads, video_id, _viewer(request))
+    await visible_video(video_reads, video_id, optional_user(request))
     await view_counter.record(video_id)
     return ViewAccepted()
 
@@ -878,18 +833,14 @@ async def liked_videos(user: User, limit: int, cursor: str | None) -> VideoPage:
         & ((VideoLike.video.visibility != "private") | (VideoLike.video.owner == user.id))
     )
     if cursor:
-        after = decode_cursor(cursor, "liked", "")
-        liked_at = datetime.fromisoformat(str(after.key))
-        select = select.where(
-            (VideoLike.created_at < liked_at)
-            | ((VideoLike.created_at == liked_at) & (VideoLike.id < uuid.UUID(after.id)))
-        )
+        after = decode_cursor(cursor, "liked", "", _CURSOR_KEY_CHECKS["liked"])
+        select = select.where(rows_after(VideoLike.created_at, VideoLike.id, True, after))
     rows = await select.order_by(VideoLike.created_at, VideoLike.id, ascending=False).limit(limit + 1)
     next_cursor = None
     if len(rows) > limit:
         rows = rows[:limit]
         last = rows[-1]
-        next_cursor = encode_cursor(Cursor("liked", "", _sort_value(last["liked_at"]), str(last["like_id"])))
+        next_cursor = encode_cursor(Cursor("liked", "", sort_key(last["liked_at"]), str(last["like_id"])))
     return VideoPage(items=[_summary_from_row(row) for row in rows], next_cursor=next_cursor)
 
 
