@@ -37,12 +37,14 @@ from core.observability import (
 )
 from core.outbox import AnnouncePublished, OutboxLag, OutboxRelay, outbox_lag
 from core.qstash_jobs import run_job
+from core.ranking import CatalogueSize
 from core.request_body import JSONBodyRequest, RequestBodySchemas, read_request_body
 from core.settings import Settings, load_settings_or_exit
 from core.single_flight import SingleFlight
 from core.startup import OneLineStartupApp, open_search_index
 from core.vectors import VectorIndex
 from core.vocabulary import Vocabulary
+from features.demo import demo
 from features.search import search
 from features.users import users
 from features.videos import videos
@@ -180,7 +182,7 @@ def create_app(
             "view_counter": provide(view_counter),
             "job_queue": provide(job_queue),
             "search_index": provide(vector_index),
-            "catalogue_size": provide(search.CatalogueSize(vector_index)),
+            "catalogue_size": provide(CatalogueSize(vector_index)),
             "vocabulary": provide(vocabulary),
             "search_cache": provide(
                 ReadThroughCache(cache, SingleFlight(settings.single_flight_wait_seconds))
@@ -191,7 +193,7 @@ def create_app(
         },
         lifespan=[lifespan],
         plugins=[
-            videos.DemoSeedCommand(engine, passwords, settings),
+            demo.DemoSeedCommand(engine, passwords, settings),
             search.ReindexCommand(
                 indexer, vector_index, engine, settings, None if job_queue.in_process else start_reindex_jobs
             ),

@@ -33,9 +33,10 @@ from core.embeddings import DIMENSION, installed_embedder
 from core.settings import load_settings
 from core.vectors import EmbeddedVectorIndex, VectorRecord
 from core.vocabulary import VOCABULARY_TABLES, Document, record
+from features.demo.demo import DemoVideo, load_demo_catalogue
 from features.search.search import indexed_metadata, indexed_text
 from features.users.users import User
-from features.videos.videos import DemoVideo, Video, VideoTag, load_demo_catalogue
+from features.videos.videos import Video, VideoTag
 
 OWNERS = 50
 CHUNK = 1_000

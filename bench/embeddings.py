@@ -84,8 +84,8 @@ def main() -> None:
         f"one query: median {statistics.median(single):.1f} ms, p99 {p99:.1f} ms",
     )
 
+    from features.demo.demo import load_demo_catalogue
     from features.search.search import indexed_text
-    from features.videos.videos import load_demo_catalogue
 
     short = [SENTENCES[i % 3] for i in range(128 if args.quick else 256)]
     count = 16 if args.quick else 64

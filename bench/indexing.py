@@ -183,7 +183,7 @@ async def index_lag(http: Any) -> tuple[int, float]:
 async def stream(
     http: Any, headers: dict[str, str], rate: float, seconds: float, drain_within: float
 ) -> dict:
-    from features.videos.videos import load_demo_catalogue
+    from features.demo.demo import load_demo_catalogue
 
     catalogue = load_demo_catalogue()
     count = int(rate * seconds)

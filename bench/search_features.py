@@ -52,10 +52,11 @@ async def in_process() -> dict:
     from core.backends import build_vector_index
     from core.database import bind_tables, build_engine, open_database
     from core.highlights import DEFAULT_HIGHLIGHTING, Highlighter, query_terms
+    from core.ranking import CatalogueSize
     from core.settings import load_settings
     from core.typos import corrections
     from core.vocabulary import Vocabulary
-    from features.search.search import CatalogueSize, _hits, ranked_ids
+    from features.search.search import _hits, ranked_ids
     from piccolo_conf import APP_REGISTRY
 
     settings = load_settings()
@@ -120,7 +121,7 @@ async def in_process() -> dict:
 
 def suggest_lines() -> list[str]:
     """What people type: the start of each demo title and tag, cut after 2 to 6 letters of a word."""
-    from features.videos.videos import load_demo_catalogue
+    from features.demo.demo import load_demo_catalogue
 
     typed = set()
     for item in load_demo_catalogue():

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from features.videos.videos import load_demo_catalogue
+from features.demo.demo import load_demo_catalogue
 from tests.conftest import clipdex_environ, migrate
 from tests.live_server import ROOT, AppServer
 

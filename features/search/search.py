@@ -13,7 +13,6 @@ import hashlib
 import logging
 import math
 import re
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
@@ -55,6 +54,7 @@ from core.highlights import (
 from core.openapi import CACHE_STATUS_HEADER
 from core.outbox import OutboxEvent, publish
 from core.pagination import cursor_offset, offset_cursor
+from core.ranking import CatalogueSize, fuse_linear
 from core.settings import Settings
 from core.startup import SearchIndexHeld, open_search_index, run_command
 from core.typos import RULE as TYPO_RULE
@@ -418,49 +418,6 @@ async def _hits(
     return hits
 
 
-# Hybrid ranking: cosine similarity plus this much of the BM25 score, normalised by ln(1 + N) so the
-# keyword bonus keeps its scale as the catalogue grows. Chosen on the relevance set: plain RRF let
-# chance keyword matches push paraphrase answers down (semantic nDCG@10 0.65 vs 0.82 dense-only);
-# this keeps semantic queries near dense-only and lifts rare-term queries to keyword-only quality.
-KEYWORD_WEIGHT = 0.1
-
-
-def fuse_linear(dense: list[QueryResult], sparse: list[QueryResult], documents: int) -> list[QueryResult]:
-    """Dense hits by cosine, each raised by its normalised BM25 score; keyword-only hits join at the
-    lowest cosine of the dense list (they were not among its nearest)."""
-    cosine = {hit.id: 2 * hit.score - 1 for hit in dense}  # Upstash reports (1 + cos) / 2
-    floor = min(cosine.values(), default=0.0)
-    scale = KEYWORD_WEIGHT / math.log(1 + max(documents, 1))
-    fused = dict(cosine)
-    for hit in sparse:
-        fused[hit.id] = fused.get(hit.id, floor) + scale * hit.score
-    return [
-        QueryResult(id=hit_id, score=score) for hit_id, score in sorted(fused.items(), key=lambda kv: -kv[1])
-    ]
-
-
-class CatalogueSize:
-    """How many records the index holds, read again at most every `max_age_seconds`.
-
-    Hybrid ranking only needs the size's order of magnitude (ln(1 + N)), and on Upstash every read is
-    one more billed request per search: remembered, a hybrid search makes two index requests, not
-    three. Each app instance keeps its own; a stale size moves keyword scores by a hair, nothing else.
-    """
-
-    def __init__(self, index: VectorIndex, max_age_seconds: float = 60.0) -> None:
-        self._index = index
-        self._max_age = max_age_seconds
-        self._size: tuple[int, float] | None = None  # (records, when read)
-
-    async def __call__(self) -> int:
-        known = self._size
-        if known is not None and time.monotonic() - known[1] < self._max_age:
-            return known[0]
-        records = (await self._index.info()).vector_count
-        self._size = (records, time.monotonic())
-        return records
-
-
 async def ranked_ids(
     index: VectorIndex,
     catalogue_size: CatalogueSize,
@@ -618,6 +575,41 @@ async def similar_videos(
     return SimilarVideos(items=await _hits(results[:limit], viewer))
 
 
+async def search_cache_key(
+    search_cache: ReadThroughCache,
+    query: str,
+    mode: Mode,
+    limit: int,
+    offset: int,
+    filters: SearchFilters,
+    viewer: User | None,
+    facets: tuple[str, ...],
+    typo_tolerance: bool,
+    highlighting: Highlighting,
+) -> str | None:
+    """The cache key of one search's page; None while a generation is unknown (the cache is down)."""
+    # Hits show the videos as the database has them, so a cached page is stale after any video write
+    # (a title, a like, a video made private), not only after the index changed: key on both. Video
+    # writes bump the lists generation at once, before the outbox gets the change into the index.
+    index_generation = await search_cache.generation(SearchIndexer.INDEX_GENERATION)
+    videos_generation = await search_cache.generation(VideoReads.LISTS)
+    if index_generation is None or videos_generation is None:
+        return None
+    key_parts = [
+        query.lower(),
+        mode,
+        limit,
+        offset,
+        msgspec.structs.asdict(filters),
+        str(viewer.id) if viewer else None,
+        facets,
+        typo_tolerance,
+        msgspec.structs.astuple(highlighting),
+    ]
+    digest = hashlib.sha256(msgspec.json.encode(key_parts, enc_hook=str)).hexdigest()[:32]
+    return f"search:{index_generation}.{videos_generation}:{digest}"
+
+
 # ---------------------------------------------------------------- handlers
 
 
@@ -677,30 +669,8 @@ async def search(
     filters = SearchFilters(tag=tag, owner=owner, min_duration=min_duration, max_duration=max_duration)
     wanted_facets = facet_names(facets)
     viewer = optional_user(request)
-    # Hits show the videos as the database has them, so a cached page is stale after any video write
-    # (a title, a like, a video made private), not only after the index changed: key on both. Video
-    # writes bump the lists generation at once, before the outbox gets the change into the index.
-    index_generation = await search_cache.generation(SearchIndexer.INDEX_GENERATION)
-    videos_generation = await search_cache.generation(VideoReads.LISTS)
-    generation = (
-        None
-        if index_generation is None or videos_generation is None
-        else f"{index_generation}.{videos_generation}"
-    )
-    key_parts = [
-        query.lower(),
-        mode,
-        limit,
-        offset,
-        msgspec.structs.asdict(filters),
-        str(viewer.id) if viewer else None,
-        wanted_facets,
-        typo_tolerance,
-        msgspec.structs.astuple(highlighting),
-    ]
-    key = (
-        f"search:{generation}:"
-        + hashlib.sha256(msgspec.json.encode(key_parts, enc_hook=str)).hexdigest()[:32]
+    key = await search_cache_key(
+        search_cache, query, mode, limit, offset, filters, viewer, wanted_facets, typo_tolerance, highlighting
     )
 
     async def compute() -> bytes:
@@ -720,9 +690,7 @@ async def search(
         )
         return msgspec.json.encode(page)
 
-    encoded, cache_status = await search_cache.read(
-        None if generation is None else key, compute, settings.search_cache_ttl_seconds
-    )
+    encoded, cache_status = await search_cache.read(key, compute, settings.search_cache_ttl_seconds)
     return Response(encoded, media_type="application/json", headers={"X-Cache": cache_status})
 
 

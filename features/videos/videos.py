@@ -2,25 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-import logging
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
-from importlib import resources
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-import click
 import msgspec
-from click import Group
 from litestar import Request, Response, Router, delete, get, patch, post
 from litestar.datastructures import ResponseHeader
 from litestar.di import NamedDependency
 from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
-from litestar.plugins import CLIPluginProtocol
 from litestar.security.jwt import Token
 from piccolo.columns import (
     JSON,
@@ -37,13 +29,12 @@ from piccolo.columns import (
 from piccolo.columns.defaults.timestamptz import TimestamptzNow
 from piccolo.engine.base import Engine
 from piccolo.table import Table
-from rich.progress import Progress
 
 from core import text
-from core.auth import OptionalAuthOperation, Passwords, PublicOperation, optional_user
-from core.background import repeating
+from core.auth import OptionalAuthOperation, PublicOperation, optional_user
 from core.cache import Cache, CacheStatus, ReadThroughCache
-from core.database import close_database, open_database, owns_tables, write_transaction
+from core.counters import BufferedCounter
+from core.database import owns_tables, write_transaction
 from core.errors import Forbidden, InvalidInput, NotFound, problem_responses
 from core.openapi import CACHE_STATUS_HEADER, BearerOperation
 from core.outbox import publish
@@ -59,8 +50,6 @@ from core.pagination import (
 from core.settings import Settings
 from core.single_flight import SingleFlight
 from features.users.users import User
-
-logger = logging.getLogger("clipdex.videos")
 
 # The outbox topic of video creates, updates and deletes (the search index follows it).
 VIDEO_CHANGES = "videos"
@@ -500,78 +489,33 @@ async def delete_account(user_id: uuid.UUID, engine: Engine, reads: VideoReads) 
     await reads.changed(*liked_ids, *owned)
 
 
-class ViewCounter:
-    """Views are counted in the cache and written to the database in batches.
-
-    Recording a view is one atomic cache increment; `flush` claims the whole pending map atomically
-    (so several workers can flush the same shared cache without double counting), applies it in one
-    transaction and then deletes the claim. A claim outlives a failed write or a lost answer (a cache
-    call that timed out), and the next flush applies it, so a failure loses no view. If the cache is
-    down, the view is written straight to the database instead.
-    """
+class ViewCounter(BufferedCounter):
+    """Views, counted in the cache and added to `view_count` in batches (see BufferedCounter); while the
+    cache is down, each view is written straight to the database."""
 
     PENDING = "videos:views:pending"
 
     def __init__(self, cache: Cache, engine: Engine, reads: VideoReads) -> None:
-        self._cache = cache
+        super().__init__(cache, "videos:views")
         self._engine = engine
         self._reads = reads
-        # This worker's own claim: another worker's flush never applies it.
-        self._claim = f"videos:views:claimed:{uuid.uuid4().hex}"
-        self._applied_but_held = False
 
     async def record(self, video_id: uuid.UUID) -> None:
-        try:
-            await self._cache.increment_field(self.PENDING, str(video_id))
-        except Exception:
-            # Counted here even if the increment arrived after all (an answer lost): counting a view
-            # twice beats losing it.
-            logger.warning("cache unavailable: writing a view straight to the database", exc_info=True)
-            await self._apply({str(video_id): 1})
+        await self.count(str(video_id))
 
     async def flush(self) -> int:
         """Write pending views to the database; returns how many were written."""
         if not owns_tables(self._engine, Video):
             return 0
-        try:
-            if self._applied_but_held:  # written already: only the claim is left to delete
-                await self._release()
-            claimed = await self._cache.claim_fields(self.PENDING, self._claim)
-        except Exception:
-            logger.warning("cache unavailable: view flush skipped", exc_info=True)
-            return 0
-        if not claimed:
-            return 0
-        try:
-            await self._apply(claimed)
-        except Exception:
-            logger.exception("view flush failed; %d views kept for the next flush", sum(claimed.values()))
-            return 0
-        self._applied_but_held = True
-        try:
-            await self._release()
-        except Exception:
-            logger.warning("cache unavailable: the next flush deletes the views it wrote", exc_info=True)
-        return sum(claimed.values())
+        return await super().flush()
 
-    async def _release(self) -> None:
-        await self._cache.delete(self._claim)
-        self._applied_but_held = False
-
-    async def _apply(self, pending: dict[str, int]) -> None:
+    async def write(self, pending: dict[str, int]) -> None:
         async with write_transaction(self._engine):
             for video_id, count in pending.items():
                 await Video.update({Video.view_count: Video.view_count + count}).where(
                     Video.id == uuid.UUID(video_id)
                 )
         await self._reads.changed(*(uuid.UUID(video_id) for video_id in pending))
-
-    @asynccontextmanager
-    async def flushing_every(self, interval_seconds: float) -> AsyncIterator[None]:
-        """Flush in the background while the app runs, and once more on the way out."""
-        async with repeating(self.flush, interval_seconds, "view-flusher"):
-            yield
-        await self.flush()
 
 
 # ---------------------------------------------------------------- handlers
@@ -880,100 +824,3 @@ router = Router(
     ],
     tags=["videos"],
 )
-
-
-# ---------------------------------------------------------------- demo catalogue
-
-DEMO_EMAIL = "demo@clipdex.example"
-DEMO_USERNAME = "demo"
-DEMO_PASSWORD = "clipdex-demo-password"
-DEMO_MEDIA = "https://media.clipdex.example/demo"
-
-
-class DemoVideo(msgspec.Struct, forbid_unknown_fields=True):
-    slug: str
-    title: str
-    description: str
-    tags: list[str]
-    duration_seconds: int
-    visibility: Visibility
-    transcript: str | None = None
-
-
-def load_demo_catalogue() -> list[DemoVideo]:
-    raw = resources.files("features.videos").joinpath("demo_catalogue.json").read_bytes()
-    return msgspec.json.decode(raw, type=list[DemoVideo])
-
-
-async def seed_demo_catalogue(
-    engine: Engine, passwords: Passwords, *, only_if_empty: bool = False, show_progress: bool = True
-) -> int:
-    """Create the demo user and any demo video it does not have yet; returns how many were added.
-
-    Idempotent: a video is identified by its URL, which comes from its slug.
-    """
-    if only_if_empty and await Video.exists():
-        return 0
-    demo = await User.objects().where(User.username_key == DEMO_USERNAME).first()
-    if demo is None:
-        demo = User(
-            email=DEMO_EMAIL,
-            username=DEMO_USERNAME,
-            username_key=DEMO_USERNAME,
-            display_name="clipdex demo",
-            password_hash=await passwords.hash(DEMO_PASSWORD),
-        )
-        await demo.save()
-    have = {row["url"] for row in await Video.select(Video.url).where(Video.owner == demo.id)}
-    missing = [item for item in load_demo_catalogue() if f"{DEMO_MEDIA}/{item.slug}.mp4" not in have]
-    now = datetime.now(UTC)
-    with Progress(disable=not show_progress) as progress:
-        task = progress.add_task("Seeding demo videos", total=len(missing))
-        for index, item in enumerate(missing):
-            data = VideoCreate(
-                title=item.title,
-                url=f"{DEMO_MEDIA}/{item.slug}.mp4",
-                duration_seconds=item.duration_seconds,
-                description=item.description,
-                thumbnail_url=f"{DEMO_MEDIA}/{item.slug}.jpg",
-                tags=item.tags,
-                transcript=item.transcript,
-                visibility=item.visibility,
-            )
-            # Spread creation times over past weeks so "newest" and "oldest" differ meaningfully.
-            await create_video(
-                demo, data, engine, created_at=now - timedelta(hours=3 * (len(missing) - index))
-            )
-            progress.advance(task)
-    return len(missing)
-
-
-class DemoSeedCommand(CLIPluginProtocol):
-    """`litestar seed`: load the demo catalogue (see README).
-
-    It writes the database only: like every video write, each one records an outbox change, and the
-    app's relay indexes it, whether that app is running now (it holds the embedded index: this command
-    could not open it) or starts later.
-    """
-
-    def __init__(self, engine: Engine, passwords: Passwords, settings: Settings) -> None:
-        self._engine = engine
-        self._passwords = passwords
-        self._settings = settings
-
-    async def run(self, *, only_if_empty: bool) -> int:
-        await open_database(self._engine, self._settings)
-        try:
-            return await seed_demo_catalogue(self._engine, self._passwords, only_if_empty=only_if_empty)
-        finally:
-            await close_database(self._engine)
-
-    def on_cli_init(self, cli: Group) -> None:
-        @cli.command(name="seed", help="Create the demo user and the demo catalogue (idempotent).")
-        @click.option("--if-empty", is_flag=True, help="Only seed when there are no videos at all.")
-        def seed(if_empty: bool) -> None:
-            added = asyncio.run(self.run(only_if_empty=if_empty))
-            line = f"Demo catalogue: {added} videos added (log in as {DEMO_USERNAME} / {DEMO_PASSWORD})"
-            if added:
-                line += "; clipdex indexes them for search in the background (see /ready)"
-            click.echo(line + ".")

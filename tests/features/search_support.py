@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 
 from core.vectors import VectorIndex
-from features.videos.videos import load_demo_catalogue
+from features.demo.demo import load_demo_catalogue
 from tests.conftest import Account
 from tests.features.videos_support import API, VIDEOS, add_video, auth, eventually
 
@@ -62,7 +62,7 @@ TOPICS: dict[str, dict[str, Any]] = {
 
 
 def demo_video(slug: str) -> dict[str, Any]:
-    """A POST /videos body with the demo catalogue's video of this slug (features/videos/demo_catalogue.json)."""
+    """A POST /videos body with the demo catalogue's video of this slug (features/demo/demo_catalogue.json)."""
     (item,) = [item for item in load_demo_catalogue() if item.slug == slug]
     fields = ("title", "description", "tags", "transcript", "duration_seconds", "visibility")
     return {field: getattr(item, field) for field in fields if getattr(item, field) is not None}

@@ -18,13 +18,13 @@ import httpx
 import pytest
 from playwright.async_api import Locator, Page, expect
 
-from features.videos.videos import DEMO_PASSWORD, DEMO_USERNAME
+from features.demo.demo import DEMO_PASSWORD, DEMO_USERNAME
 from tests.browser import WatchedPage
 from tests.demo_server import start_demo_server
 from tests.live_server import ROOT, AppServer
 
 LOGIN_LIMIT = 5
-CATALOGUE = json.loads((ROOT / "features/videos/demo_catalogue.json").read_text())
+CATALOGUE = json.loads((ROOT / "features/demo/demo_catalogue.json").read_text())
 
 
 @pytest.fixture(scope="module")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import base64
 
+from core.ranking import CatalogueSize
 from core.vectors import EmbeddedVectorIndex, VectorRecord, tokenize
-from features.search.search import CatalogueSize
 from tests.features.search_support import (
     SEARCH,
     TOPICS,

@@ -17,11 +17,12 @@ import msgspec
 import pytest
 
 from core.embeddings import DIMENSION, installed_embedder
+from core.ranking import CatalogueSize
 from core.typos import TypoIndex, corrections
 from core.vectors import EmbeddedVectorIndex
 from core.vocabulary import counted_terms
-from features.search.search import CatalogueSize, indexed_metadata, indexed_text, keywords_for, ranked_ids
-from features.videos.videos import load_demo_catalogue
+from features.demo.demo import load_demo_catalogue
+from features.search.search import indexed_metadata, indexed_text, keywords_for, ranked_ids
 
 RELEVANCE = Path(__file__).with_name("search_relevance.json")
 TYPOS = Path(__file__).with_name("search_relevance_typos.json")

@@ -17,16 +17,16 @@ import pytest
 
 from core.backends import build_vector_index
 from core.embeddings import DIMENSION, installed_embedder
+from core.ranking import CatalogueSize
 from core.vectors import EmbeddedVectorIndex
+from features.demo.demo import DemoVideo, load_demo_catalogue
 from features.search.search import (
     SIMILAR_DEPTH,
-    CatalogueSize,
     indexed_metadata,
     indexed_text,
     similar_keywords,
     similar_ranking,
 )
-from features.videos.videos import DemoVideo, load_demo_catalogue
 from tests.features.search_support import BrokenIndex, add_topics, indexed, register, similar_url
 from tests.features.videos_support import add_video, serve_here
 

@@ -11,15 +11,8 @@ from collections import Counter
 from pathlib import Path
 
 from core.auth import Passwords
-from features.videos.videos import (
-    DEMO_PASSWORD,
-    DEMO_USERNAME,
-    Video,
-    VideoCreate,
-    clean_fields,
-    load_demo_catalogue,
-    seed_demo_catalogue,
-)
+from features.demo.demo import DEMO_PASSWORD, DEMO_USERNAME, load_demo_catalogue, seed_demo_catalogue
+from features.videos.videos import Video, VideoCreate, clean_fields
 from tests.conftest import ROOT, clipdex_environ, migrate
 from tests.features.videos_support import VIDEOS, list_page, serve_here, user_videos_url, walk
 
