@@ -99,6 +99,19 @@ class InvalidInput(Problem):
         )
 
 
+class InvalidValue(Problem):
+    """400 for a value the request schema itself refuses, as the API words it ("limit: must be at
+    most 100"); for OpenAPI examples. Rules the code checks raise InvalidInput instead."""
+
+    def __init__(self, field: str, message: str, *, source: str = "body") -> None:
+        super().__init__(
+            400,
+            f"{field}: {message}",
+            kind="validation-error",
+            errors=[FieldError(field=field, message=message, source=source)],
+        )
+
+
 class Conflict(Problem):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(409, message, kind="conflict", errors=[FieldError(field=field, message=message)])
@@ -335,7 +348,14 @@ EXCEPTION_HANDLERS = {Exception: problem_response, HTTPException: problem_respon
 
 # The problems an operation answers with each status unless it names its own (see problem_responses).
 _TYPICAL_PROBLEMS: dict[int, Callable[[], list[Problem]]] = {
-    400: lambda: [InvalidInput("body", "must be a JSON object, not an array")],
+    400: lambda: [
+        Problem(
+            400,
+            "The request body must be a JSON object, not an array.",
+            kind="validation-error",
+            errors=[FieldError(field="body", message="must be a JSON object, not an array")],
+        )
+    ],
     401: lambda: [Unauthorized()],
     403: lambda: [Forbidden("This account may not do that.")],
     404: lambda: [NotFound()],

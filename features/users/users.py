@@ -29,7 +29,15 @@ from core.auth import (
     TokenRevocations,
 )
 from core.database import is_unique_violation, write_transaction
-from core.errors import Conflict, InvalidInput, NotFound, TooManyRequests, Unauthorized, problem_responses
+from core.errors import (
+    Conflict,
+    InvalidInput,
+    InvalidValue,
+    NotFound,
+    TooManyRequests,
+    Unauthorized,
+    problem_responses,
+)
 from core.openapi import BEARER_SCHEME, BearerOperation
 from core.settings import Settings
 
@@ -301,8 +309,8 @@ _PUBLIC = {"exclude_from_auth": True}
     operation_class=PublicOperation,
     summary="Create an account",
     responses=problem_responses(
-        InvalidInput("username", "must be at least 3 characters"),
-        InvalidInput("password", "must not be all digits or contain control characters"),
+        InvalidValue("username", "must be at least 3 characters"),
+        InvalidValue("password", "must not be all digits or contain control characters"),
         Conflict("email", "That email is already taken."),
         Conflict("username", "That username is already taken."),
         413,
@@ -322,7 +330,7 @@ async def register(data: JSONBody[UserRegister], passwords: NamedDependency[Pass
     status_code=200,
     summary="Exchange credentials for a bearer token",
     responses=problem_responses(
-        InvalidInput("login", "is required"),
+        InvalidValue("login", "is required"),
         Unauthorized("Unknown login or wrong password."),
         413,
         415,
