@@ -37,7 +37,7 @@ from core import text
 from core.auth import OptionalAuthOperation, optional_user
 from core.cache import Cache, ReadThroughCache
 from core.database import close_database, open_database, write_transaction
-from core.errors import InvalidInput, NotFound, Problem, problem_responses
+from core.errors import InvalidInput, InvalidValue, NotFound, Problem, problem_responses
 from core.facets import Bucket, count_buckets, count_values
 from core.highlights import (
     DEFAULT_HIGHLIGHTING,
@@ -620,7 +620,7 @@ async def search_cache_key(
     summary="Search videos by meaning, by keyword, or both",
     response_headers=[CACHE_STATUS_HEADER],
     responses=problem_responses(
-        InvalidInput("q", "must not be empty", source="query"), 401, SearchUnavailable(), 503
+        InvalidValue("q", "is required", source="query"), 401, SearchUnavailable(), 503
     ),
 )
 async def search(
@@ -700,7 +700,7 @@ async def search(
     operation_class=OptionalAuthOperation,
     summary="Videos most like this one",
     responses=problem_responses(
-        InvalidInput("limit", "must be at most 50", source="query"),
+        InvalidValue("limit", "must be at most 50", source="query"),
         401,
         NotFound("No video with that id."),
         SearchUnavailable(),
@@ -747,7 +747,7 @@ class Suggestions(msgspec.Struct):
     operation_class=OptionalAuthOperation,
     summary="Completions of a partly typed query: titles and tags",
     # 503: with a token, its account is read from the database.
-    responses=problem_responses(InvalidInput("q", "must not be empty", source="query"), 401, 503),
+    responses=problem_responses(InvalidValue("q", "is required", source="query"), 401, 503),
 )
 async def suggest(
     request: Request[Any, Any, Any],
