@@ -46,6 +46,7 @@ from core.vectors import VectorIndex
 from core.vocabulary import Vocabulary
 from features.demo import demo
 from features.search import search
+from features.search_index import search_index
 from features.users import users
 from features.videos import videos
 from piccolo_conf import APP_REGISTRY
@@ -89,7 +90,7 @@ def create_app(
     view_counter = videos.ViewCounter(cache, engine, video_reads)
     vector_index = vector_index if vector_index is not None else build_vector_index(settings)
     vocabulary = Vocabulary()
-    indexer = search.SearchIndexer(vector_index, cache, vocabulary)
+    indexer = search_index.SearchIndexer(vector_index, cache, vocabulary)
     index_relay = OutboxRelay(videos.VIDEO_CHANGES, indexer.sync, engine)
     jobs = jobs if jobs is not None else Jobs()
     job_queue = build_job_queue(settings, jobs)
@@ -194,7 +195,7 @@ def create_app(
         lifespan=[lifespan],
         plugins=[
             demo.DemoSeedCommand(engine, passwords, settings),
-            search.ReindexCommand(
+            search_index.ReindexCommand(
                 indexer, vector_index, engine, settings, None if job_queue.in_process else start_reindex_jobs
             ),
             RequestBodySchemas(),
@@ -257,7 +258,7 @@ def register_jobs(
     job_queue: JobQueue,
     settings: Settings,
     index_relay: OutboxRelay,
-    indexer: search.SearchIndexer,
+    indexer: search_index.SearchIndexer,
     view_counter: videos.ViewCounter,
 ) -> None:
     """The background work, as jobs: in process these are the loops clipdex always ran; with QStash,

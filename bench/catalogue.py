@@ -34,7 +34,7 @@ from core.settings import load_settings
 from core.vectors import EmbeddedVectorIndex, VectorRecord
 from core.vocabulary import VOCABULARY_TABLES, Document, record
 from features.demo.demo import DemoVideo, load_demo_catalogue
-from features.search.search import indexed_metadata, indexed_text
+from features.search_index.search_index import indexed_metadata, indexed_text
 from features.users.users import User
 from features.videos.videos import Video, VideoTag
 

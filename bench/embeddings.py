@@ -85,7 +85,7 @@ def main() -> None:
     )
 
     from features.demo.demo import load_demo_catalogue
-    from features.search.search import indexed_text
+    from features.search_index.search_index import indexed_text
 
     short = [SENTENCES[i % 3] for i in range(128 if args.quick else 256)]
     count = 16 if args.quick else 64

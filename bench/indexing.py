@@ -108,7 +108,7 @@ async def reindex_bench(args: argparse.Namespace) -> None:
     from core.embeddings import DIMENSION, installed_embedder
     from core.settings import load_settings
     from core.vectors import EmbeddedVectorIndex
-    from features.search.search import SearchIndexer
+    from features.search_index.search_index import SearchIndexer
     from piccolo_conf import APP_REGISTRY
 
     with tempfile.TemporaryDirectory(prefix="clipdex-bench-") as tmp:

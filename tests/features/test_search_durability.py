@@ -13,7 +13,8 @@ from core.backends import build_cache, build_vector_index
 from core.outbox import OutboxEvent, OutboxRelay, outbox_lag
 from core.settings import load_settings
 from core.vectors import VectorIndex
-from features.search.search import SearchFilters, SearchIndexer
+from features.search.search import SearchFilters
+from features.search_index.search_index import SearchIndexer
 from features.videos.videos import VIDEO_CHANGES, Video
 from tests.conftest import ROOT, clipdex_environ, migrate
 from tests.features.search_support import (

@@ -22,7 +22,8 @@ from core.typos import TypoIndex, corrections
 from core.vectors import EmbeddedVectorIndex
 from core.vocabulary import counted_terms
 from features.demo.demo import load_demo_catalogue
-from features.search.search import indexed_metadata, indexed_text, keywords_for, ranked_ids
+from features.search.search import keywords_for, ranked_ids
+from features.search_index.search_index import indexed_metadata, indexed_text
 
 RELEVANCE = Path(__file__).with_name("search_relevance.json")
 TYPOS = Path(__file__).with_name("search_relevance_typos.json")

@@ -22,11 +22,10 @@ from core.vectors import EmbeddedVectorIndex
 from features.demo.demo import DemoVideo, load_demo_catalogue
 from features.search.search import (
     SIMILAR_DEPTH,
-    indexed_metadata,
-    indexed_text,
     similar_keywords,
     similar_ranking,
 )
+from features.search_index.search_index import indexed_metadata, indexed_text
 from tests.features.search_support import BrokenIndex, add_topics, indexed, register, similar_url
 from tests.features.videos_support import add_video, serve_here
 
