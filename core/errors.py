@@ -93,7 +93,7 @@ class InvalidInput(Problem):
     def __init__(self, field: str, message: str, *, source: str = "body") -> None:
         super().__init__(
             400,
-            f"Invalid {field}: {message}",
+            f"{field}: {message}",  # worded as the schema-found errors are
             kind="validation-error",
             errors=[FieldError(field=field, message=message, source=source)],
         )
@@ -195,7 +195,8 @@ def readable_message(message: str, *, source: str, allowed: list[Any] | None = N
         # Query strings and headers are always text: "got a string" would say nothing.
         return f"{expected}, not {_type_phrase(match['got'])}" if source == "body" else expected
     if match := _EXPECTED_LENGTH.match(message):
-        unit = "characters" if match["kind"] == "str" else "items"
+        unit = "character" if match["kind"] == "str" else "item"
+        unit += "" if match["n"] == "1" else "s"
         return f"must be {_BOUND_WORDS[match['op']]} {match['n']} {unit}"
     if match := _EXPECTED_BOUND.match(message):
         return f"must be {_BOUND_WORDS[match['op']]} {match['n']}"

@@ -250,6 +250,18 @@ async def test_validation_messages_use_the_clients_terms(client, sign_up):
         assert_readable(body)
 
 
+async def test_every_400_words_its_detail_the_same_way(client):
+    """Errors the schema finds and errors a rule finds read alike: `field: message`, in good grammar."""
+    cases = [
+        ("/api/v1/search/suggest", {"q": ""}, "q: must be at least 1 character"),
+        (VIDEOS, {"cursor": "zzzz"}, "cursor: is not a cursor this API issued"),
+        (VIDEOS, {"min_duration": "5", "max_duration": "1"}, "min_duration: must not exceed max_duration"),
+    ]
+    for path, params, detail in cases:
+        body = assert_body_problem(await client.get(path, params=params))
+        assert body["detail"] == detail, body
+
+
 # ---------------------------------------------------------------- control characters in query strings
 
 
