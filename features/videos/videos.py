@@ -398,6 +398,36 @@ async def list_videos(query: ListQuery, viewer: User | None, *, public_only: boo
     return VideoPage(items=items, next_cursor=next_cursor)
 
 
+_LIKED_COLUMNS = (
+    VideoLike.id.as_alias("like_id"),
+    VideoLike.created_at.as_alias("liked_at"),
+    VideoLike.video.id.as_alias("id"),
+    VideoLike.video.owner.as_alias("owner_id"),
+    *(
+        getattr(VideoLike.video, column._meta.name).as_alias(column._meta.name)
+        for column in _DETAIL_COLUMNS[2:]
+    ),
+)
+
+
+async def liked_videos(user: User, limit: int, cursor: str | None) -> VideoPage:
+    """Videos this user liked that they can still see, newest like first."""
+    select = VideoLike.select(*_LIKED_COLUMNS).where(
+        (VideoLike.user == user.id)
+        & ((VideoLike.video.visibility != "private") | (VideoLike.video.owner == user.id))
+    )
+    if cursor:
+        after = decode_cursor(cursor, "liked", "", _CURSOR_KEY_CHECKS["liked"])
+        select = select.where(rows_after(VideoLike.created_at, VideoLike.id, True, after))
+    rows = await select.order_by(VideoLike.created_at, VideoLike.id, ascending=False).limit(limit + 1)
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        last = rows[-1]
+        next_cursor = encode_cursor(Cursor("liked", "", sort_key(last["liked_at"]), str(last["like_id"])))
+    return VideoPage(items=[_summary_from_row(row) for row in rows], next_cursor=next_cursor)
+
+
 # ---------------------------------------------------------------- rules: writes
 
 
@@ -756,36 +786,6 @@ async def videos_of_user(
         cache_key, lambda: list_videos(query, None, public_only=True)
     )
     return _json(encoded, cache_status=cache_status)
-
-
-_LIKED_COLUMNS = (
-    VideoLike.id.as_alias("like_id"),
-    VideoLike.created_at.as_alias("liked_at"),
-    VideoLike.video.id.as_alias("id"),
-    VideoLike.video.owner.as_alias("owner_id"),
-    *(
-        getattr(VideoLike.video, column._meta.name).as_alias(column._meta.name)
-        for column in _DETAIL_COLUMNS[2:]
-    ),
-)
-
-
-async def liked_videos(user: User, limit: int, cursor: str | None) -> VideoPage:
-    """Videos this user liked that they can still see, newest like first."""
-    select = VideoLike.select(*_LIKED_COLUMNS).where(
-        (VideoLike.user == user.id)
-        & ((VideoLike.video.visibility != "private") | (VideoLike.video.owner == user.id))
-    )
-    if cursor:
-        after = decode_cursor(cursor, "liked", "", _CURSOR_KEY_CHECKS["liked"])
-        select = select.where(rows_after(VideoLike.created_at, VideoLike.id, True, after))
-    rows = await select.order_by(VideoLike.created_at, VideoLike.id, ascending=False).limit(limit + 1)
-    next_cursor = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        last = rows[-1]
-        next_cursor = encode_cursor(Cursor("liked", "", sort_key(last["liked_at"]), str(last["like_id"])))
-    return VideoPage(items=[_summary_from_row(row) for row in rows], next_cursor=next_cursor)
 
 
 @get(
