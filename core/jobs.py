@@ -110,6 +110,15 @@ class Jobs:
         JOB_RUNS.labels(name, "done").inc()
         return result
 
+    async def run_shutdown_jobs(self) -> None:
+        """Run each job declared `at_shutdown` once, on an instance's way out; a failure is logged."""
+        for job in self:
+            if job.at_shutdown:
+                try:
+                    await self.run(job.name, None)
+                except Exception:
+                    logger.exception("job %s failed at shutdown", job.name)
+
 
 class JobQueue(Protocol):
     """Runs the registry's jobs: enqueued ones at least once, periodic ones on their schedule."""
@@ -225,12 +234,7 @@ class InProcessJobQueue:
         # The loops have stopped; let enqueued jobs finish, then the jobs that run once on the way out.
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.idle(), 30)
-        for job in self.jobs:
-            if job.at_shutdown:
-                try:
-                    await self.jobs.run(job.name, None)
-                except Exception:
-                    logger.exception("job %s failed at shutdown", job.name)
+        await self.jobs.run_shutdown_jobs()
 
     async def _run_if_due(self, name: str, schedule: CronSchedule) -> None:
         minute = int(time.time() // 60)

@@ -88,12 +88,7 @@ class QStashJobQueue:
         yield
         # Schedules stay when an instance stops: the others (and the next one) still need them. What
         # this instance holds in memory (e.g. views counted in an in-process cache) is written now.
-        for job in self.jobs:
-            if job.at_shutdown:
-                try:
-                    await self.jobs.run(job.name, None)
-                except Exception:
-                    logger.exception("job %s failed at shutdown", job.name)
+        await self.jobs.run_shutdown_jobs()
 
     async def schedule_periodic_jobs(self) -> None:
         """Create or update one schedule per periodic job (idempotent: the schedule id is fixed), and
