@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 
-from core.vectors import VectorIndex
+from core.embeddings import DIMENSION, installed_embedder
+from core.vectors import EmbeddedVectorIndex, VectorIndex
 from features.demo.demo import load_demo_catalogue
+from features.search_index.search_index import indexed_metadata, indexed_text
 from tests.conftest import Account
 from tests.features.videos_support import API, VIDEOS, add_video, auth, eventually
 
@@ -168,3 +171,26 @@ class BrokenIndex(VectorIndex):
     # Not part of the port, but the app's lifespan opens the index it is given (see "needed changes").
     open = _through("open", writes=False)
     close = _through("close", writes=False)
+
+
+async def demo_catalogue_index() -> EmbeddedVectorIndex:
+    """The demo catalogue indexed as clipdex indexes it, in an in-memory embedded index keyed by slug:
+    what the relevance measurements rank over."""
+    index = EmbeddedVectorIndex(dimension=DIMENSION, index_type="HYBRID", embed=installed_embedder().embed)
+    await index.open()
+    rows = [
+        {
+            "id": item.slug,
+            "owner": "demo",
+            "title": item.title,
+            "description": item.description,
+            "tags": item.tags,
+            "transcript": item.transcript,
+            "visibility": item.visibility,
+            "duration_seconds": item.duration_seconds,
+            "created_at": datetime.now(UTC),
+        }
+        for item in load_demo_catalogue()
+    ]
+    await index.upsert_data([(row["id"], indexed_text(row), indexed_metadata(row)) for row in rows])
+    return index

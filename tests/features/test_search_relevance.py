@@ -10,20 +10,19 @@ tolerance. Run with `-s` to see the tables.
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
 from pathlib import Path
 
 import msgspec
 import pytest
 
-from core.embeddings import DIMENSION, installed_embedder
 from core.ranking import CatalogueSize
 from core.typos import TypoIndex, corrections
 from core.vectors import EmbeddedVectorIndex
 from core.vocabulary import counted_terms
 from features.demo.demo import load_demo_catalogue
 from features.search.search import keywords_for, ranked_ids
-from features.search_index.search_index import indexed_metadata, indexed_text
+from features.search_index.search_index import indexed_text
+from tests.features.search_support import demo_catalogue_index
 
 RELEVANCE = Path(__file__).with_name("search_relevance.json")
 TYPOS = Path(__file__).with_name("search_relevance_typos.json")
@@ -57,24 +56,7 @@ def recall_at_10(ranked: list[str], relevant: list[str]) -> float:
 
 @pytest.fixture(scope="module")
 async def demo_index() -> EmbeddedVectorIndex:
-    index = EmbeddedVectorIndex(dimension=DIMENSION, index_type="HYBRID", embed=installed_embedder().embed)
-    await index.open()
-    rows = [
-        {
-            "id": item.slug,
-            "owner": "demo",
-            "title": item.title,
-            "description": item.description,
-            "tags": item.tags,
-            "transcript": item.transcript,
-            "visibility": item.visibility,
-            "duration_seconds": item.duration_seconds,
-            "created_at": datetime.now(UTC),
-        }
-        for item in load_demo_catalogue()
-    ]
-    await index.upsert_data([(row["id"], indexed_text(row), indexed_metadata(row)) for row in rows])
-    return index
+    return await demo_catalogue_index()
 
 
 async def measure(index: EmbeddedVectorIndex, mode: str) -> dict[str, tuple[float, float]]:

@@ -9,14 +9,12 @@ replaced). Run with `-s` to see the figures.
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
 from pathlib import Path
 
 import msgspec
 import pytest
 
 from core.backends import build_vector_index
-from core.embeddings import DIMENSION, installed_embedder
 from core.ranking import CatalogueSize
 from core.vectors import EmbeddedVectorIndex
 from features.demo.demo import DemoVideo, load_demo_catalogue
@@ -25,8 +23,14 @@ from features.search.search import (
     similar_keywords,
     similar_ranking,
 )
-from features.search_index.search_index import indexed_metadata, indexed_text
-from tests.features.search_support import BrokenIndex, add_topics, indexed, register, similar_url
+from tests.features.search_support import (
+    BrokenIndex,
+    add_topics,
+    demo_catalogue_index,
+    indexed,
+    register,
+    similar_url,
+)
 from tests.features.videos_support import add_video, serve_here
 
 LABELS = Path(__file__).with_name("similar_relevance.json")
@@ -55,25 +59,7 @@ def ndcg_at_10(ranked: list[str], gains: dict[str, int]) -> float:
 
 @pytest.fixture(scope="module")
 async def demo() -> tuple[EmbeddedVectorIndex, dict[str, DemoVideo]]:
-    catalogue = {item.slug: item for item in load_demo_catalogue()}
-    index = EmbeddedVectorIndex(dimension=DIMENSION, index_type="HYBRID", embed=installed_embedder().embed)
-    await index.open()
-    rows = [
-        {
-            "id": item.slug,
-            "owner": "demo",
-            "title": item.title,
-            "description": item.description,
-            "tags": item.tags,
-            "transcript": item.transcript,
-            "visibility": item.visibility,
-            "duration_seconds": item.duration_seconds,
-            "created_at": datetime.now(UTC),
-        }
-        for item in catalogue.values()
-    ]
-    await index.upsert_data([(row["id"], indexed_text(row), indexed_metadata(row)) for row in rows])
-    return index, catalogue
+    return await demo_catalogue_index(), {item.slug: item for item in load_demo_catalogue()}
 
 
 async def dense_only(index: EmbeddedVectorIndex, slug: str) -> list[str]:
