@@ -5,10 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
-from core.background import repeating
 from core.cache import Cache
 
 logger = logging.getLogger("clipdex.counters")
@@ -75,10 +72,3 @@ class BufferedCounter(ABC):
     async def _release(self) -> None:
         await self._cache.delete(self._claim)
         self._applied_but_held = False
-
-    @asynccontextmanager
-    async def flushing_every(self, interval_seconds: float) -> AsyncIterator[None]:
-        """Flush in the background while the app runs, and once more on the way out."""
-        async with repeating(self.flush, interval_seconds, f"{self._name}-flusher"):
-            yield
-        await self.flush()
