@@ -659,17 +659,9 @@ class QStashApp:
         return None
 
     async def _cancel_messages(self, request: Request) -> dict[str, int]:
-        payload = _json(request.body) if request.body.strip() else {}
-        if not isinstance(payload, dict) or set(payload) - {"messageIds"}:
-            # Filters other than ids could match more than meant; refusing them never deletes too much.
-            raise QStashHTTPError(
-                400, 'only {"messageIds": [...]} (or no body, for all messages) is supported here'
-            )
-        ids = payload.get("messageIds")
+        ids = _ids_named(request, "messageIds", "messages")
         if ids is None:
             ids = list(self._messages)
-        elif not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
-            raise QStashHTTPError(400, "messageIds must be an array of strings")
         cancelled = 0
         for message_id in ids:
             message = self._forget(message_id)
@@ -810,17 +802,9 @@ class QStashApp:
         self._store.delete("dlq", id)
 
     async def _delete_dlq_many(self, request: Request) -> dict[str, int]:
-        payload = _json(request.body) if request.body.strip() else {}
-        if not isinstance(payload, dict) or set(payload) - {"dlqIds"}:
-            # Filters other than ids could match more than meant; refusing them never deletes too much.
-            raise QStashHTTPError(
-                400, 'only {"dlqIds": [...]} (or no body, for all DLQ messages) is supported here'
-            )
-        ids = payload.get("dlqIds")
+        ids = _ids_named(request, "dlqIds", "DLQ messages")
         if ids is None:
             ids = list(self._dlq)
-        elif not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
-            raise QStashHTTPError(400, "dlqIds must be an array of strings")
         deleted = 0
         for dlq_id in ids:
             if self._dlq.pop(dlq_id, None) is not None:
@@ -1246,6 +1230,18 @@ def _json(body: bytes) -> Any:
         return json.loads(body)
     except (ValueError, UnicodeDecodeError):
         raise QStashHTTPError(400, "the request body is not valid JSON") from None
+
+
+def _ids_named(request: Request, key: str, what: str) -> list[str] | None:
+    """The ids a bulk cancel or delete names under `key`; None when the body names none (all of them)."""
+    payload = _json(request.body) if request.body.strip() else {}
+    if not isinstance(payload, dict) or set(payload) - {key}:
+        # Filters other than ids could match more than meant; refusing them never deletes too much.
+        raise QStashHTTPError(400, f'only {{"{key}": [...]}} (or no body, for all {what}) is supported here')
+    ids = payload.get(key)
+    if ids is not None and (not isinstance(ids, list) or not all(isinstance(i, str) for i in ids)):
+        raise QStashHTTPError(400, f"{key} must be an array of strings")
+    return ids
 
 
 async def _read_body(receive: Receive) -> bytes:
