@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from abc import ABC, abstractmethod
@@ -28,6 +29,9 @@ class BufferedCounter(ABC):
         # This worker's own claim: another worker's flush never writes it.
         self._claim = f"{name}:claimed:{uuid.uuid4().hex}"
         self._applied_but_held = False
+        # One flush at a time here: a second one would find this worker's claim still held and write it
+        # again. Loops never overlap, but QStash may deliver the next scheduled flush during this one.
+        self._flushing = asyncio.Lock()
 
     @abstractmethod
     async def write(self, pending: dict[str, int]) -> None:
@@ -46,6 +50,10 @@ class BufferedCounter(ABC):
 
     async def flush(self) -> int:
         """Write pending counts; returns how many were written."""
+        async with self._flushing:
+            return await self._flush()
+
+    async def _flush(self) -> int:
         try:
             if self._applied_but_held:  # written already: only the claim is left to delete
                 await self._release()
