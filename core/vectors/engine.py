@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 from core.vectors import inputs
 from core.vectors.ann import AnnSettings
+from core.vectors.blocks import BLOCK_ROWS
 from core.vectors.encoding import Embed, Encoder
 from core.vectors.filters import compile_filter
 from core.vectors.memory import MemoryIndex
@@ -76,7 +77,8 @@ class EmbeddedVectorIndex(VectorIndex):
     `precision` is how dense vectors are kept: "float32", or "float16" for half the memory (scores
     are then those of the float16-rounded vectors, within ~1e-3). A namespace of `ann_min_rows`
     records or more is searched through an HNSW graph built as `ann` says (0: always; exact search
-    below it, where a product over the matrix takes well under a millisecond).
+    below it, where a product over the matrix takes well under a millisecond). The matrix grows by
+    blocks of `block_rows` rows, never by copying what it holds (blocks.py).
     """
 
     def __init__(
@@ -91,6 +93,7 @@ class EmbeddedVectorIndex(VectorIndex):
         precision: Precision = "float32",
         ann_min_rows: int = 20_000,
         ann: AnnSettings | None = None,
+        block_rows: int = BLOCK_ROWS,
     ) -> None:
         self.dimension = inputs.positive_int(dimension, "dimension")
         self.similarity = inputs.choice(similarity, SIMILARITIES, "similarity")
@@ -101,7 +104,9 @@ class EmbeddedVectorIndex(VectorIndex):
             raise VectorIndexError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
         if isinstance(ann_min_rows, bool) or not isinstance(ann_min_rows, int) or ann_min_rows < 0:
             raise VectorIndexError(f"ann_min_rows must be a non-negative integer, not {ann_min_rows!r}")
-        options = DenseOptions(self.similarity, precision, ann_min_rows, ann or AnnSettings())
+        if isinstance(block_rows, bool) or not isinstance(block_rows, int) or block_rows < 1:
+            raise VectorIndexError(f"block_rows must be a positive integer, not {block_rows!r}")
+        options = DenseOptions(self.similarity, precision, ann_min_rows, ann or AnnSettings(), block_rows)
         self._memory = MemoryIndex(self._config, options)
         self._store = DiskStore(Path(path), journal_limit_bytes) if path is not None else None
         self._lock = threading.RLock()

@@ -1,8 +1,8 @@
 """One namespace of the embedded engine: rows, the dense matrix, sparse postings and filter masks.
 
 Rows are slots: a record keeps its slot until deleted, and freed slots are reused, so the dense
-matrix (float32 or float16, grown by doubling) and every per-row array stay aligned without moving
-data. When more than half the slots are free the rows are packed again. Not thread-safe: the engine
+matrix (float32 or float16, in fixed-size blocks: blocks.py) and every per-row array stay aligned
+without moving data. When more than half the slots are free the rows are packed again. Not thread-safe: the engine
 holds its lock around every call.
 
 Dense search is exact (a product over the matrix and a partial sort) until the namespace holds
@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from core.vectors.ann import AnnIndex, AnnSettings
+from core.vectors.blocks import BLOCK_ROWS, RowBlocks
 from core.vectors.filters import Predicate
 from core.vectors.order import InsertionOrder
 from core.vectors.scoring import Ranking, candidate_pool, dense_scores, ranked, ranking_keys
@@ -37,8 +38,7 @@ _RECENT_POSTINGS_LIMIT = 20_000
 # Below this share of candidate rows, copying them out and scoring only them beats one product over
 # the whole matrix (measured at 100k x 384: 5% 2.4 ms, 10% 4.8, 20% 8.9, against 7.6 for the product).
 _GATHER_SHARE = 0.15
-# Rows converted to float32 at a time when the matrix is float16: numpy has no fast float16 product,
-# and converting the whole matrix at once would double its memory for the length of a query.
+# Rows handled at a time when loading a snapshot's vectors or adding them to the graph.
 _CHUNK_ROWS = 16_384
 
 
@@ -50,6 +50,7 @@ class DenseOptions:
     precision: str = "float32"
     ann_min_rows: int = 20_000
     ann: AnnSettings = field(default_factory=AnnSettings)
+    block_rows: int = BLOCK_ROWS
 
 
 class Namespace:
@@ -72,7 +73,7 @@ class Namespace:
         self._text_size = 0  # characters of data held: info() must not walk every record to say it
         self.sparse: list[Sparse | None] = []
         self._free: list[int] = []
-        self.matrix = np.zeros((0, self.dimension if self.has_dense else 0), self.dtype)
+        self.matrix = self._blocks()
         self.norms = np.zeros(0, np.float32)
         self.ann: AnnIndex | None = None
         self._stale: set[int] = set()  # rows whose vector the graph does not have yet
@@ -86,6 +87,9 @@ class Namespace:
 
     def __len__(self) -> int:
         return len(self.rows)
+
+    def _blocks(self, first: np.ndarray | None = None) -> RowBlocks:
+        return RowBlocks(self.dimension if self.has_dense else 0, self.dtype, self.options.block_rows, first)
 
     @property
     def slots(self) -> int:
@@ -184,15 +188,17 @@ class Namespace:
         self.sparse.append(None)
         if row >= len(self.live):
             self._grow(max(64, 2 * len(self.live)))
+        if self.has_dense and row >= len(self.matrix):
+            self.matrix.reserve(row + 1)
         return row
 
     def _grow(self, capacity: int) -> None:
+        # The per-row arrays are small (bytes a row) and double; the matrix adds blocks in place.
         def grown(array: np.ndarray) -> np.ndarray:
             bigger = np.zeros((capacity, *array.shape[1:]), array.dtype)
             bigger[: len(array)] = array
             return bigger
 
-        self.matrix = grown(self.matrix)
         self.norms = grown(self.norms)
         self.live = grown(self.live)
         self.sequences = grown(self.sequences)
@@ -314,19 +320,9 @@ class Namespace:
     def _dots(self, rows: np.ndarray | None, query: np.ndarray) -> np.ndarray:
         """float32 dot products of the query with the rows (None = every slot)."""
         slots = self.slots
-        if self.dtype == np.float32:
-            if rows is None:
-                return self.matrix[:slots] @ query
-            if len(rows) < _GATHER_SHARE * slots:
-                return np.take(self.matrix, rows, axis=0) @ query
-            return (self.matrix[:slots] @ query)[rows]
-        total = slots if rows is None else len(rows)
-        dots = np.empty(total, np.float32)
-        for start in range(0, total, _CHUNK_ROWS):
-            end = min(total, start + _CHUNK_ROWS)
-            block = self.matrix[start:end] if rows is None else self.matrix[rows[start:end]]
-            dots[start:end] = block.astype(np.float32) @ query
-        return dots
+        if rows is not None and self.dtype == np.float32 and len(rows) >= _GATHER_SHARE * slots:
+            return self.matrix.dots(query, slots)[rows]
+        return self.matrix.dots(query, slots, rows)
 
     def sparse_top(self, query: Sparse, k: int, allowed: np.ndarray | None) -> Ranking:
         """The k best rows by sparse inner product among allowed rows sharing a dimension with the query."""
@@ -363,7 +359,10 @@ class Namespace:
             next_sequence=self.order.next_sequence,
         )
         if self.has_dense:
-            state.dense = self.matrix[: self.slots] if not self._free else self.matrix[rows]
+            # Without free slots, the blocks themselves (views): saving copies no vector.
+            state.dense = self.matrix.head(self.slots) if not self._free else self.matrix[np.array(rows)]
+            if not len(state.dense):
+                state.dense = np.zeros((0, self.dimension), self.dtype)
         if keep_slots and self._free:
             state.slots = np.array(rows, np.int64)
         if keep_slots and self.ann is not None:
@@ -400,15 +399,19 @@ class Namespace:
         self.sparse = [None] * size
         self._free = np.flatnonzero(~self.live).tolist()[::-1]  # reused lowest first
         dense = state.dense
+        if isinstance(dense, list):  # an export's blocks (packing reloads its own export)
+            dense = np.concatenate(dense) if dense else None
         if self.has_dense and dense is not None and size == count and _adoptable(dense, self.dtype):
             # Rows already in slot order: the snapshot's array becomes the matrix, so loading holds
             # one copy of the vectors, not two (at 1M float16 rows a copy is 770 MB).
-            self.matrix = dense
+            self.matrix = self._blocks(dense)
         else:
-            self.matrix = np.zeros((size, self.dimension if self.has_dense else 0), self.dtype)
+            self.matrix = self._blocks()
+            self.matrix.reserve(size)
             if self.has_dense and dense is not None:
                 for start in range(0, count, _CHUNK_ROWS):
-                    self.matrix[slots[start : start + _CHUNK_ROWS]] = dense[start : start + _CHUNK_ROWS]
+                    chunk = slots[start : start + _CHUNK_ROWS]
+                    self.matrix.put(chunk, dense[start : start + _CHUNK_ROWS])
         self.norms = np.zeros(size, np.float32)
         if self.has_dense and dense is not None:
             for start in range(0, count, _CHUNK_ROWS):

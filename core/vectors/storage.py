@@ -121,7 +121,8 @@ class NamespaceState(msgspec.Struct):
     ids: list[str]
     metadata: list[dict[str, Any] | None]
     data: list[str | None]
-    dense: np.ndarray | None = None  # float32 or float16 (rows, dimension)
+    # float32 or float16 (rows, dimension); when writing, also a list of row blocks, one after the other.
+    dense: np.ndarray | list[np.ndarray] | None = None
     sparse_offsets: np.ndarray | None = None  # int64 (rows + 1,)
     sparse_indices: np.ndarray | None = None  # int32
     sparse_values: np.ndarray | None = None  # float32
@@ -199,10 +200,19 @@ def write_snapshot(path: Path, generation: int, config: IndexConfig, states: lis
             array = getattr(state, field)
             if array is None:
                 continue
-            view = _bytes_of(array)
-            arrays[field] = _Blob(offset, view.nbytes, zlib.crc32(view), array.dtype.str, list(array.shape))
-            blobs.append(view)
-            offset += view.nbytes
+            # The dense matrix comes as its blocks: written one after the other, never joined in memory.
+            parts = array if isinstance(array, list) else [array]
+            if not parts:
+                continue
+            views = [_bytes_of(part) for part in parts]
+            size = sum(view.nbytes for view in views)
+            crc = 0
+            for view in views:
+                crc = zlib.crc32(view, crc)
+            shape = [sum(len(part) for part in parts), *parts[0].shape[1:]]
+            arrays[field] = _Blob(offset, size, crc, parts[0].dtype.str, shape)
+            blobs.extend(views)
+            offset += size
         graph = None
         if state.save_graph is not None:
             graph = _write_graph(path.with_name(f"graph-{generation}-{number}.usearch"), state.save_graph)
