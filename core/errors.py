@@ -290,6 +290,15 @@ def _field_errors(exc: ValidationException, request: Request[Any, Any, Any]) -> 
 
 def problem_response(request: Request[Any, Any, Any], exc: Exception) -> Response[ProblemDetails]:
     """The one exception handler: every error leaves the API through here."""
+    body, headers = problem_details(request, exc)
+    return Response(body, status_code=body.status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def problem_details(
+    request: Request[Any, Any, Any], exc: Exception
+) -> tuple[ProblemDetails, dict[str, str] | None]:
+    """What a client is told of an exception, and the headers that go with it; an unexpected one is
+    logged here and told only as a request id (GraphQL errors are told the same way)."""
     request_id = request_id_of(request.scope)
     kind: str | None
     if isinstance(exc, Problem):
@@ -341,7 +350,7 @@ def problem_response(request: Request[Any, Any, Any], exc: Exception) -> Respons
         request_id=request_id,
         errors=errors,
     )
-    return Response(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+    return body, headers
 
 
 EXCEPTION_HANDLERS = {Exception: problem_response, HTTPException: problem_response}

@@ -38,6 +38,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper", forbid
     secret_key: str = ""
     database_url: str = "sqlite:///data/clipdex.sqlite3"
     sqlite_busy_timeout_seconds: Annotated[float, msgspec.Meta(ge=0, le=600)] = 5.0
+    # With WAL, NORMAL syncs at checkpoints instead of every commit: an acknowledged write survives the
+    # process crashing, and the database stays intact through an OS crash or power cut, which may take
+    # the last commits before it with it. FULL also keeps those, for an fsync per commit.
+    sqlite_synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
     postgres_pool_min_size: PositiveInt = 1
     postgres_pool_max_size: PositiveInt = 10
     # Deadlines of the app's PostgreSQL connections: a database that is gone fails a request with a 503
@@ -84,6 +88,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper", forbid
     qstash_next_signing_key: str = ""
     qstash_url: str = ""
     public_base_url: str = ""  # where QStash reaches this app, e.g. https://clipdex.example.com
+    # GraphQL introspection (what the explorer and client generators read the schema from); unset: on
+    # in development and test, off in production, where schema.graphql in the repository documents it.
+    graphql_introspection: bool | None = None
 
     @property
     def uses_upstash_redis(self) -> bool:
@@ -96,6 +103,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper", forbid
     @property
     def uses_qstash(self) -> bool:
         return bool(self.qstash_token)
+
+    @property
+    def allows_graphql_introspection(self) -> bool:
+        if self.graphql_introspection is None:
+            return self.app_env != "production"
+        return self.graphql_introspection
 
     @property
     def is_sqlite(self) -> bool:
