@@ -12,10 +12,12 @@ import logging
 import math
 import re
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import msgspec
+import strawberry
 from litestar import Request, Response, Router, get
 from litestar.datastructures import CacheControlHeader
 from litestar.di import NamedDependency
@@ -26,9 +28,10 @@ from piccolo.querystring import QueryString
 
 from core import text
 from core.auth import OptionalAuthOperation, optional_user
-from core.cache import ReadThroughCache
+from core.cache import CacheStatus, ReadThroughCache
 from core.errors import InvalidInput, InvalidValue, NotFound, Problem, problem_responses
 from core.facets import Bucket, count_buckets, count_values
+from core.graphql import Connection, Info, connection, converted, page_size, parsed_id
 from core.highlights import (
     DEFAULT_HIGHLIGHTING,
     DEFAULT_LENGTH,
@@ -56,6 +59,7 @@ from features.videos.videos import (
     VIDEO_CHANGES,
     TagFilter,
     Video,
+    VideoNode,
     VideoReads,
     VideoSummary,
     can_see,
@@ -413,19 +417,48 @@ async def similar_ranking(
 async def similar_videos(
     index: VectorIndex, catalogue_size: CatalogueSize, video_id: uuid.UUID, viewer: User | None, limit: int
 ) -> SimilarVideos:
-    current = await videos_by_ids([video_id])
-    video = current.get(video_id)
-    if video is None or not can_see(video, viewer):
+    [found] = await similar_for_many(index, catalogue_size, [(video_id, limit)], viewer)
+    if found is None:
         raise NotFound("No video with that id.")
-    keywords = similar_keywords(video.title, video.tags)
+    return SimilarVideos(items=found)
+
+
+async def similar_for_many(
+    index: VectorIndex,
+    catalogue_size: CatalogueSize,
+    wanted: list[tuple[uuid.UUID, int]],
+    viewer: User | None,
+) -> list[list[SearchHit] | None]:
+    """The similar videos of each (video id, how many), None for a video the viewer may not see: one
+    read of the videos, their rankings side by side, one read of all the hits (GraphQL's pages)."""
+    sources = await videos_by_ids(list({video_id for video_id, _ in wanted}))
+    filter_ = SearchFilters().expression(viewer)
+
+    async def ranking(video_id: uuid.UUID, limit: int) -> list[QueryResult] | None:
+        video = sources.get(video_id)
+        if video is None or not can_see(video, viewer):
+            return None
+        keywords = similar_keywords(video.title, video.tags)
+        return (await similar_ranking(index, catalogue_size, str(video_id), keywords, filter_))[:limit]
+
     try:
-        results = await similar_ranking(
-            index, catalogue_size, str(video_id), keywords, SearchFilters().expression(viewer)
-        )
+        rankings = await asyncio.gather(*(ranking(video_id, limit) for video_id, limit in wanted))
     except Exception as exc:
         logger.warning("search index unavailable for similar videos: %r", exc)
         raise SearchUnavailable() from exc
-    return SimilarVideos(items=await _hits(results[:limit], viewer))
+    hits = await _hits([result for found in rankings for result in found or []], viewer)
+    shown = {hit.id: hit for hit in hits}
+    # One video may be similar to several: each list keeps the score of its own ranking.
+    return [
+        None
+        if found is None
+        else [
+            msgspec.structs.replace(shown[uuid.UUID(result.id)], score=round(result.score, 6))
+            for result in found
+            if uuid.UUID(result.id) in shown
+        ]
+        for found in rankings
+    ]
 
 
 async def search_cache_key(
@@ -461,6 +494,92 @@ async def search_cache_key(
     ]
     digest = hashlib.sha256(msgspec.json.encode(key_parts, enc_hook=str)).hexdigest()[:32]
     return f"search:{index_generation}.{videos_generation}:{digest}"
+
+
+class SearchRequest(msgspec.Struct, kw_only=True):
+    """One search as a client asks for it, through either API."""
+
+    q: str
+    mode: Mode = "hybrid"
+    limit: int = 10
+    cursor: str | None = None
+    filters: SearchFilters = msgspec.field(default_factory=SearchFilters)
+    facets: list[str] | None = None
+    typo_tolerance: bool = True
+    highlighting: Highlighting = DEFAULT_HIGHLIGHTING
+
+
+@dataclass(frozen=True)
+class Searching:
+    """What a search runs on (the app's objects), and how long its pages are cached."""
+
+    index: VectorIndex
+    catalogue_size: CatalogueSize
+    cache: ReadThroughCache
+    vocabulary: Vocabulary
+    ttl_seconds: int
+
+
+async def cached_search(
+    asked: SearchRequest, viewer: User | None, searching: Searching
+) -> tuple[bytes, CacheStatus]:
+    """The encoded SearchPage, from the cache while no video or index change made it stale."""
+    query = normalise_query(asked.q)
+    offset = cursor_offset(asked.cursor, MAX_RESULTS)
+    wanted_facets = facet_names(asked.facets)
+    key = await search_cache_key(
+        searching.cache,
+        query,
+        asked.mode,
+        asked.limit,
+        offset,
+        asked.filters,
+        viewer,
+        wanted_facets,
+        asked.typo_tolerance,
+        asked.highlighting,
+    )
+
+    async def compute() -> bytes:
+        typos = searching.vocabulary if asked.typo_tolerance else None
+        page = await search_videos(
+            searching.index,
+            searching.catalogue_size,
+            query,
+            asked.mode,
+            asked.filters,
+            viewer,
+            offset,
+            asked.limit,
+            asked.highlighting,
+            typos,
+            facets=wanted_facets,
+        )
+        return msgspec.json.encode(page)
+
+    return await searching.cache.read(key, compute, searching.ttl_seconds)
+
+
+async def suggestions(
+    vocabulary: Vocabulary, q: str, viewer: User | None, limit: int, pre: str, post: str
+) -> Suggestions:
+    """Completions of what was typed, from videos this viewer may see."""
+    query = normalise_query(q)
+    completions = (await vocabulary.current()).completions
+    found = completions.complete(query, str(viewer.id) if viewer else None, limit, pre, post)
+    return Suggestions(
+        items=[
+            Suggestion(
+                c.text,
+                c.kind,
+                c.marked,
+                c.matches,
+                c.video_count,
+                uuid.UUID(c.document) if c.document else None,
+            )
+            for c in found
+        ]
+    )
 
 
 # ---------------------------------------------------------------- handlers
@@ -516,34 +635,20 @@ async def search(
 
     Each hit carries highlights: snippets of its title, description and (when a word matched there)
     transcript, with the query's words marked as BM25 matched them, typo corrections included."""
-    query = normalise_query(q)
-    highlighting = Highlighting(highlight_length, highlight_pre, highlight_post)
-    offset = cursor_offset(cursor, MAX_RESULTS)
-    filters = SearchFilters(tag=tag, owner=owner, min_duration=min_duration, max_duration=max_duration)
-    wanted_facets = facet_names(facets)
-    viewer = optional_user(request)
-    key = await search_cache_key(
-        search_cache, query, mode, limit, offset, filters, viewer, wanted_facets, typo_tolerance, highlighting
+    encoded, cache_status = await cached_search(
+        SearchRequest(
+            q=q,
+            mode=mode,
+            limit=limit,
+            cursor=cursor,
+            filters=SearchFilters(tag=tag, owner=owner, min_duration=min_duration, max_duration=max_duration),
+            facets=facets,
+            typo_tolerance=typo_tolerance,
+            highlighting=Highlighting(highlight_length, highlight_pre, highlight_post),
+        ),
+        optional_user(request),
+        Searching(search_index, catalogue_size, search_cache, vocabulary, settings.search_cache_ttl_seconds),
     )
-
-    async def compute() -> bytes:
-        typos = vocabulary if typo_tolerance else None
-        page = await search_videos(
-            search_index,
-            catalogue_size,
-            query,
-            mode,
-            filters,
-            viewer,
-            offset,
-            limit,
-            highlighting,
-            typos,
-            facets=wanted_facets,
-        )
-        return msgspec.json.encode(page)
-
-    encoded, cache_status = await search_cache.read(key, compute, settings.search_cache_ttl_seconds)
     return Response(encoded, media_type="application/json", headers={"X-Cache": cache_status})
 
 
@@ -592,25 +697,221 @@ async def suggest(
     videos the caller may see, most relevant first: those that start with the typed words before those
     that hold them elsewhere, then tags, then the most videos, then the shortest. As fresh as the
     search index (seconds behind at most)."""
-    query = normalise_query(q)
-    viewer = optional_user(request)
-    completions = (await vocabulary.current()).completions
-    found = completions.complete(
-        query, str(viewer.id) if viewer else None, limit, highlight_pre, highlight_post
+    return await suggestions(vocabulary, q, optional_user(request), limit, highlight_pre, highlight_post)
+
+
+# ---------------------------------------------------------------- GraphQL
+
+
+@strawberry.type(name="Match")
+class MatchNode:
+    start: int
+    length: int
+
+
+@strawberry.type(name="Highlight")
+class HighlightNode:
+    snippet: str
+    marked: str = strawberry.field(description="`snippet` HTML-escaped, the matches marked.")
+    matches: list[MatchNode]
+
+    @classmethod
+    def of(cls, highlight: Highlight) -> HighlightNode:
+        matches = [MatchNode(start=m.start, length=m.length) for m in highlight.matches]
+        return cls(snippet=highlight.snippet, marked=highlight.marked, matches=matches)
+
+
+@strawberry.type(name="HitHighlights")
+class HitHighlightsNode:
+    title: HighlightNode
+    description: HighlightNode
+    transcript: HighlightNode | None = strawberry.field(
+        description="Around the best match; null without one."
     )
-    return Suggestions(
-        items=[
-            Suggestion(
-                c.text,
-                c.kind,
-                c.marked,
-                c.matches,
-                c.video_count,
-                uuid.UUID(c.document) if c.document else None,
+
+
+@strawberry.type(name="SearchHit")
+class SearchHitNode:
+    score: float = strawberry.field(description="Relevance; higher is better. Comparable within one query.")
+    highlights: HitHighlightsNode | None = strawberry.field(description="Search results only.")
+    video: VideoNode
+
+    @classmethod
+    def of(cls, hit: SearchHit) -> SearchHitNode:
+        marks = hit.highlights
+        highlights = (
+            HitHighlightsNode(
+                title=HighlightNode.of(marks.title),
+                description=HighlightNode.of(marks.description),
+                transcript=HighlightNode.of(marks.transcript) if marks.transcript else None,
             )
-            for c in found
-        ]
+            if marks is not None
+            else None
+        )
+        return cls(score=hit.score, highlights=highlights, video=VideoNode.of(hit))
+
+
+@strawberry.type(name="TagCount")
+class TagCountNode:
+    value: str
+    count: int
+
+
+@strawberry.type(name="DurationCount")
+class DurationCountNode:
+    bucket: str = strawberry.field(description="under_5_min, 5_to_20_min, 20_to_60_min or over_60_min.")
+    count: int
+    min_duration: int | None
+    max_duration: int | None
+
+
+@strawberry.type(name="SearchFacets")
+class SearchFacetsNode:
+    candidates: int
+    tags: list[TagCountNode] | None
+    duration: list[DurationCountNode] | None
+
+
+@strawberry.type
+class SearchResults(Connection[SearchHitNode]):
+    facets: SearchFacetsNode | None = strawberry.field(
+        default=None, description="Only when asked for (facets)."
     )
+    corrected_query: str | None = strawberry.field(
+        default=None, description="The query as BM25 used it; null if unchanged."
+    )
+
+
+@strawberry.type(name="Suggestion")
+class SuggestionNode:
+    text: str
+    kind: str = strawberry.field(description="title or tag.")
+    marked: str
+    matches: list[MatchNode]
+    video_count: int
+    video_id: strawberry.ID | None = strawberry.field(description="A title's video; null for tags.")
+
+
+@strawberry.input
+class SearchFilter:
+    tag: str | None = strawberry.UNSET
+    owner: strawberry.ID | None = strawberry.UNSET
+    min_duration: int | None = strawberry.UNSET
+    max_duration: int | None = strawberry.UNSET
+
+
+def _facets(facets: SearchFacets | msgspec.UnsetType) -> SearchFacetsNode | None:
+    if isinstance(facets, msgspec.UnsetType):
+        return None
+    tags = None if isinstance(facets.tags, msgspec.UnsetType) else facets.tags
+    durations = None if isinstance(facets.duration, msgspec.UnsetType) else facets.duration
+    return SearchFacetsNode(
+        candidates=facets.candidates,
+        tags=[TagCountNode(value=t.value, count=t.count) for t in tags] if tags is not None else None,
+        duration=[DurationCountNode(**msgspec.structs.asdict(d)) for d in durations]
+        if durations is not None
+        else None,
+    )
+
+
+def _searching(info: Info) -> Searching:
+    settings: Settings = info.context.service("settings")
+    return Searching(
+        info.context.service("search_index"),
+        info.context.service("catalogue_size"),
+        info.context.service("search_cache"),
+        info.context.service("vocabulary"),
+        settings.search_cache_ttl_seconds,
+    )
+
+
+# The REST limits of each: GraphQL's `first` is REST's `limit`.
+SearchLimit = Annotated[int, msgspec.Meta(ge=1, le=50)]
+
+
+class _GraphQLSearch(SearchRequest, kw_only=True):
+    q: Annotated[str, QUERY]
+    limit: SearchLimit = 10
+    cursor: Annotated[str, msgspec.Meta(max_length=200)] | None = None
+
+
+@strawberry.type
+class SearchQueries:
+    @strawberry.field(
+        description="Public videos plus the viewer's own, by meaning, keywords or both (as GET /api/v1/search); first 1-50."
+    )
+    async def search(
+        self,
+        info: Info,
+        q: str,
+        mode: Annotated[str, strawberry.argument(description="hybrid, semantic or keyword.")] = "hybrid",
+        filter: SearchFilter | None = None,
+        first: int = 10,
+        after: str | None = None,
+        facets: Annotated[list[str] | None, strawberry.argument(description="tags and/or duration.")] = None,
+        typo_tolerance: bool = True,
+    ) -> SearchResults:
+        filters = {k: v for k, v in vars(filter).items() if v is not strawberry.UNSET} if filter else {}
+        asked = converted(
+            {
+                "q": q,
+                "mode": mode,
+                "limit": first,
+                "cursor": after,
+                "filters": filters,
+                "facets": facets,
+                "typo_tolerance": typo_tolerance,
+            },
+            _GraphQLSearch,
+        )
+        encoded, _ = await cached_search(asked, info.context.viewer, _searching(info))
+        page = msgspec.json.decode(encoded, type=SearchPage)
+        offset = cursor_offset(asked.cursor, MAX_RESULTS)
+        cursors = [offset_cursor(offset + position + 1) for position in range(len(page.items))]
+        hits = [SearchHitNode.of(hit) for hit in page.items]
+        found = connection(SearchResults, hits, cursors, page.next_cursor is not None)
+        found.facets, found.corrected_query = _facets(page.facets), page.corrected_query
+        return found
+
+    @strawberry.field(description="Completions of a partly typed query: titles and tags; first 1-20.")
+    async def suggest(self, info: Info, q: str, first: int = 8) -> list[SuggestionNode]:
+        typed = converted({"q": q}, _Typed).q
+        found = await suggestions(
+            info.context.service("vocabulary"),
+            typed,
+            info.context.viewer,
+            page_size(first, SUGGEST_MAX_LIMIT),
+            "<mark>",
+            "</mark>",
+        )
+        return [
+            SuggestionNode(
+                text=s.text,
+                kind=s.kind,
+                marked=s.marked,
+                matches=[MatchNode(start=m.start, length=m.length) for m in s.matches],
+                video_count=s.video_count,
+                video_id=strawberry.ID(str(s.video_id)) if s.video_id else None,
+            )
+            for s in found.items
+        ]
+
+    @strawberry.field(
+        description="Videos most like this one, best first; null when the video is not visible. first 1-50."
+    )
+    async def similar(self, info: Info, id: strawberry.ID, first: int = 10) -> list[SearchHitNode] | None:
+        wanted = page_size(first, 50)
+        [found] = await similar_for_many(
+            info.context.service("search_index"),
+            info.context.service("catalogue_size"),
+            [(parsed_id(id), wanted)],
+            info.context.viewer,
+        )
+        return [SearchHitNode.of(hit) for hit in found] if found is not None else None
+
+
+class _Typed(msgspec.Struct):
+    q: Annotated[str, SUGGEST_QUERY]
 
 
 router = Router(path="/api/v1", route_handlers=[search, suggest, similar], tags=["search"])

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 import msgspec
+import strawberry
 from email_validator import EmailNotValidError, validate_email
 from litestar import Request, Router, delete, get, patch, post
 from litestar.connection import ASGIConnection
@@ -31,6 +32,7 @@ from core.auth import (
 from core.database import is_unique_violation, write_transaction
 from core.errors import (
     Conflict,
+    Forbidden,
     InvalidInput,
     InvalidValue,
     NotFound,
@@ -38,6 +40,7 @@ from core.errors import (
     Unauthorized,
     problem_responses,
 )
+from core.graphql import Info, converted, parsed_id
 from core.openapi import BEARER_SCHEME, BearerOperation
 from core.settings import Settings
 
@@ -250,6 +253,21 @@ AccountRemoval = Callable[[uuid.UUID], Awaitable[None]]
 videos feature's, which also corrects like counts and caches); the database cascade alone would not."""
 
 
+async def delete_own_account(
+    user: User, data: AccountDeletion, passwords: Passwords, remove_account: AccountRemoval
+) -> None:
+    if not await passwords.verify(user.password_hash, data.password):
+        raise InvalidInput("password", "does not match the current password")
+    await remove_account(user.id)
+
+
+async def users_by_ids(user_ids: list[uuid.UUID]) -> list[User | None]:
+    """These users, in the order of the ids (None for an id with no user): one query for many owners."""
+    rows = await User.objects().where(User.id.is_in(list(set(user_ids)))) if user_ids else []
+    found = {row.id: row for row in rows}
+    return [found.get(user_id) for user_id in user_ids]
+
+
 # ---------------------------------------------------------------- authentication
 
 
@@ -267,6 +285,30 @@ class TokenIssuer:
             token_extras={"ver": user.token_version},
         )
         return AccessToken(access_token=token, expires_in=self._ttl_seconds)
+
+
+async def log_in(
+    data: UserLogin,
+    client: str,
+    token_issuer: TokenIssuer,
+    login_limiter: LoginRateLimiter,
+    passwords: Passwords,
+) -> AccessToken:
+    """A token for these credentials, within the login rate limit of the client's address and the account."""
+    user = await find_by_login(data.login)
+    # Counted per account, not per spelling of the login: an account's email and username share one
+    # allowance. Unknown logins are counted by their text, under another prefix so none can pose as an id.
+    account = f"account:{user.id}" if user else f"login:{data.login.strip().lower()}"
+    await login_limiter.hit(f"address:{client}", account)
+    if not await passwords.verify(user.password_hash if user else None, data.password) or user is None:
+        raise Unauthorized("Unknown login or wrong password.")
+    return token_issuer.issue(user)
+
+
+async def sign_out(token: Token, revocations: TokenRevocations) -> None:
+    """Revoke this token until it would have expired anyway."""
+    if isinstance(token.jti, str):
+        await revocations.revoke(token.jti, token.exp.timestamp())
 
 
 def build_user_auth(settings: Settings, revocations: TokenRevocations) -> JWTAuth[User, Token]:
@@ -346,14 +388,7 @@ async def login(
     passwords: NamedDependency[Passwords],
 ) -> AccessToken:
     client = request.client.host if request.client else "unknown"
-    user = await find_by_login(data.login)
-    # Counted per account, not per spelling of the login: an account's email and username share one
-    # allowance. Unknown logins are counted by their text, under another prefix so none can pose as an id.
-    account = f"account:{user.id}" if user else f"login:{data.login.strip().lower()}"
-    await login_limiter.hit(f"address:{client}", account)
-    if not await passwords.verify(user.password_hash if user else None, data.password) or user is None:
-        raise Unauthorized("Unknown login or wrong password.")
-    return token_issuer.issue(user)
+    return await log_in(data, client, token_issuer, login_limiter, passwords)
 
 
 @post(
@@ -364,9 +399,7 @@ async def login(
     responses=problem_responses(401, 415, RevocationUnavailable(), 503),
 )
 async def logout(request: Request[User, Token, Any], revocations: NamedDependency[TokenRevocations]) -> None:
-    token = request.auth
-    if isinstance(token.jti, str):
-        await revocations.revoke(token.jti, token.exp.timestamp())
+    await sign_out(request.auth, revocations)
 
 
 @get(
@@ -413,9 +446,7 @@ async def delete_me(
     passwords: NamedDependency[Passwords],
     remove_account: NamedDependency[AccountRemoval],
 ) -> None:
-    if not await passwords.verify(request.user.password_hash, data.password):
-        raise InvalidInput("password", "does not match the current password")
-    await remove_account(request.user.id)
+    await delete_own_account(request.user, data, passwords, remove_account)
 
 
 @get(
@@ -431,6 +462,135 @@ async def read_user(user_id: FromPath[uuid.UUID]) -> UserPublic:
     if user is None:
         raise NotFound("No user with that id.")
     return public_view(user)
+
+
+# ---------------------------------------------------------------- GraphQL
+
+# A user's videos and likes are the videos feature's: it supplies them as the `user_videos` and
+# `user_likes` services (app.py wires them, as it wires AccountRemoval), and their type by name.
+VideosPage = Annotated["VideoConnection", strawberry.lazy("features.videos.videos")]  # noqa: F821
+
+
+@strawberry.type(name="User")
+class UserNode:
+    id: strawberry.ID
+    username: str
+    display_name: str
+    bio: str
+    joined_at: datetime
+    own_email: strawberry.Private[str]
+
+    @classmethod
+    def of(cls, user: User) -> UserNode:
+        return cls(
+            id=strawberry.ID(str(user.id)),
+            username=user.username,
+            display_name=user.display_name,
+            bio=user.bio,
+            joined_at=user.created_at,
+            own_email=user.email,
+        )
+
+    def _is_viewer(self, info: Info) -> bool:
+        return info.context.viewer is not None and str(info.context.viewer.id) == self.id
+
+    @strawberry.field(description="Only on the signed-in user's own account; null elsewhere.")
+    def email(self, info: Info) -> str | None:
+        return self.own_email if self._is_viewer(info) else None
+
+    @strawberry.field(description="Their public videos, newest first (as GET /users/{id}/videos).")
+    async def videos(self, info: Info, first: int = 20, after: str | None = None) -> VideosPage:
+        return await info.context.service("user_videos")(info, uuid.UUID(self.id), first, after)
+
+    @strawberry.field(description="Videos they liked, newest like first: on `me` only (an error elsewhere).")
+    async def likes(self, info: Info, first: int = 20, after: str | None = None) -> VideosPage | None:
+        if not self._is_viewer(info):
+            raise Forbidden("Only your own likes can be listed: ask through `me`.")
+        return await info.context.service("user_likes")(info, first, after)
+
+
+@strawberry.type
+class AccessTokenNode:
+    access_token: str
+    expires_in: int = strawberry.field(description="Seconds until the token expires.")
+    token_type: str = "bearer"
+
+
+@strawberry.input
+class RegisterInput:
+    email: str
+    username: str
+    password: str
+
+
+@strawberry.input(description="Only the fields given change; a new password needs currentPassword.")
+class ProfileChanges:
+    username: str | None = strawberry.UNSET
+    display_name: str | None = strawberry.UNSET
+    bio: str | None = strawberry.UNSET
+    password: str | None = strawberry.UNSET
+    current_password: str | None = strawberry.UNSET
+
+
+@strawberry.type
+class UserQueries:
+    @strawberry.field(description="The signed-in user; null without a token.")
+    def me(self, info: Info) -> UserNode | None:
+        return UserNode.of(info.context.viewer) if info.context.viewer is not None else None
+
+    @strawberry.field(description="A user's public profile; null when there is no such user.")
+    async def user(self, info: Info, id: strawberry.ID) -> UserNode | None:
+        found = await info.context.loader("users.by_id", users_by_ids).load(parsed_id(id))
+        return UserNode.of(found) if found is not None else None
+
+
+@strawberry.type
+class UserMutations:
+    @strawberry.mutation(description="Create an account (as POST /api/v1/auth/register).")
+    async def register(self, info: Info, input: RegisterInput) -> UserNode:
+        return UserNode.of(
+            await register_user(converted(input, UserRegister), info.context.service("passwords"))
+        )
+
+    @strawberry.mutation(description="A bearer token, within the same login rate limit as REST.")
+    async def login(self, info: Info, login: str, password: str) -> AccessTokenNode:
+        request = info.context.request
+        client = request.client.host if request.client else "unknown"
+        token = await log_in(
+            converted({"login": login, "password": password}, UserLogin),
+            client,
+            info.context.service("token_issuer"),
+            info.context.service("login_limiter"),
+            info.context.service("passwords"),
+        )
+        return AccessTokenNode(access_token=token.access_token, expires_in=token.expires_in)
+
+    @strawberry.mutation(description="Revoke the token of this request. True once it is refused.")
+    async def logout(self, info: Info) -> bool:
+        info.context.signed_in()
+        await sign_out(info.context.request.auth, info.context.service("revocations"))
+        return True
+
+    @strawberry.mutation(
+        description="Change my profile or password (a new password signs out every session)."
+    )
+    async def update_me(self, info: Info, input: ProfileChanges) -> UserNode:
+        data = converted(input, UserUpdate)
+        user = await update_user(
+            info.context.signed_in(), data, info.context.service("db"), info.context.service("passwords")
+        )
+        return UserNode.of(user)
+
+    @strawberry.mutation(description="Delete my account and everything it owns. True once it is gone.")
+    async def delete_me(self, info: Info, password: str) -> bool:
+        data = converted({"password": password}, AccountDeletion)
+        await delete_own_account(
+            info.context.signed_in(),
+            data,
+            info.context.service("passwords"),
+            info.context.service("remove_account"),
+        )
+        return True
 
 
 router = Router(

@@ -5,9 +5,11 @@ from __future__ import annotations
 import hashlib
 import uuid
 from datetime import UTC, datetime
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal
 
 import msgspec
+import strawberry
 from litestar import Request, Response, Router, delete, get, patch, post
 from litestar.datastructures import ResponseHeader
 from litestar.di import NamedDependency
@@ -36,6 +38,7 @@ from core.cache import Cache, CacheStatus, ReadThroughCache
 from core.counters import BufferedCounter
 from core.database import owns_tables, write_transaction
 from core.errors import Forbidden, InvalidInput, NotFound, problem_responses
+from core.graphql import Connection, Info, connection, converted, page_size, parsed_id
 from core.openapi import CACHE_STATUS_HEADER, BearerOperation
 from core.outbox import publish
 from core.pagination import (
@@ -49,7 +52,7 @@ from core.pagination import (
 )
 from core.settings import Settings
 from core.single_flight import SingleFlight
-from features.users.users import User
+from features.users.users import User, UserNode, users_by_ids
 
 # The outbox topic of video creates, updates and deletes (the search index follows it).
 VIDEO_CHANGES = "videos"
@@ -392,10 +395,15 @@ async def list_videos(query: ListQuery, viewer: User | None, *, public_only: boo
     next_cursor = None
     if len(items) > query.limit:
         items = items[: query.limit]
-        last = items[-1]
-        key = getattr(last, column._meta.name)
-        next_cursor = encode_cursor(Cursor(query.sort, fingerprint, sort_key(key), str(last.id)))
+        next_cursor = list_cursor(query, items[-1])
     return VideoPage(items=items, next_cursor=next_cursor)
+
+
+def list_cursor(query: ListQuery, video: VideoSummary) -> str:
+    """The cursor of the page after this video, in this list's order and filters."""
+    column, _ = _SORT_KEYS[query.sort]
+    key = getattr(video, column._meta.name)
+    return encode_cursor(Cursor(query.sort, query.filters_fingerprint(), sort_key(key), str(video.id)))
 
 
 _LIKED_COLUMNS = (
@@ -410,7 +418,15 @@ _LIKED_COLUMNS = (
 )
 
 
-async def liked_videos(user: User, limit: int, cursor: str | None) -> VideoPage:
+class LikedPage(msgspec.Struct):
+    """Liked videos with the cursor after each (GraphQL's edges); REST shows it as a VideoPage."""
+
+    items: list[VideoSummary]
+    cursors: list[str]
+    has_more: bool
+
+
+async def liked_page(user: User, limit: int, cursor: str | None) -> LikedPage:
     """Videos this user liked that they can still see, newest like first."""
     select = VideoLike.select(*_LIKED_COLUMNS).where(
         (VideoLike.user == user.id)
@@ -420,12 +436,16 @@ async def liked_videos(user: User, limit: int, cursor: str | None) -> VideoPage:
         after = decode_cursor(cursor, "liked", "", _CURSOR_KEY_CHECKS["liked"])
         select = select.where(rows_after(VideoLike.created_at, VideoLike.id, True, after))
     rows = await select.order_by(VideoLike.created_at, VideoLike.id, ascending=False).limit(limit + 1)
-    next_cursor = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        last = rows[-1]
-        next_cursor = encode_cursor(Cursor("liked", "", sort_key(last["liked_at"]), str(last["like_id"])))
-    return VideoPage(items=[_summary_from_row(row) for row in rows], next_cursor=next_cursor)
+    cursors = [
+        encode_cursor(Cursor("liked", "", sort_key(row["liked_at"]), str(row["like_id"])))
+        for row in rows[:limit]
+    ]
+    return LikedPage([_summary_from_row(row) for row in rows[:limit]], cursors, len(rows) > limit)
+
+
+async def liked_videos(user: User, limit: int, cursor: str | None) -> VideoPage:
+    page = await liked_page(user, limit, cursor)
+    return VideoPage(items=page.items, next_cursor=page.cursors[-1] if page.has_more else None)
 
 
 # ---------------------------------------------------------------- rules: writes
@@ -548,6 +568,59 @@ class ViewCounter(BufferedCounter):
         await self._reads.changed(*(uuid.UUID(video_id) for video_id in pending))
 
 
+async def add_video_of(
+    owner: User, data: VideoCreate, engine: Engine, reads: VideoReads
+) -> tuple[VideoRead, bytes]:
+    """Create the video and show it as its detail reads now (and is cached)."""
+    video_id = await create_video(owner, data, engine)
+    await reads.changed(video_id)
+    video, encoded, _ = await visible_video(reads, video_id, owner)
+    return video, encoded
+
+
+async def change_video_of(
+    viewer: User, video_id: uuid.UUID, data: VideoUpdate, engine: Engine, reads: VideoReads
+) -> tuple[VideoRead, bytes]:
+    await owned_video(reads, video_id, viewer)
+    await update_video(video_id, data, engine)
+    await reads.changed(video_id)
+    video, encoded, _ = await visible_video(reads, video_id, viewer)
+    return video, encoded
+
+
+async def remove_video_of(viewer: User, video_id: uuid.UUID, engine: Engine, reads: VideoReads) -> None:
+    await owned_video(reads, video_id, viewer)
+    await delete_video(video_id, engine)
+    await reads.changed(video_id)
+
+
+async def like_as(
+    viewer: User, video_id: uuid.UUID, liked: bool, engine: Engine, reads: VideoReads
+) -> LikeState:
+    """Like or unlike a video the viewer can see (404 for one they cannot)."""
+    await visible_video(reads, video_id, viewer)
+    state = await set_like(video_id, viewer, liked, engine)
+    await reads.changed(video_id)
+    return state
+
+
+async def record_view(
+    video_id: uuid.UUID, viewer: User | None, reads: VideoReads, counter: ViewCounter
+) -> None:
+    await visible_video(reads, video_id, viewer)
+    await counter.record(video_id)
+
+
+async def liked_among(viewer_id: uuid.UUID, video_ids: list[uuid.UUID]) -> set[uuid.UUID]:
+    """Which of these videos the viewer likes: one query for a whole page's likedByMe."""
+    if not video_ids:
+        return set()
+    rows = await VideoLike.select(VideoLike.video).where(
+        (VideoLike.user == viewer_id) & VideoLike.video.is_in(list(set(video_ids)))
+    )
+    return {uuid.UUID(str(row["video"])) for row in rows}
+
+
 # ---------------------------------------------------------------- handlers
 
 _OPTIONAL_AUTH = {"auth_optional": True}
@@ -595,9 +668,7 @@ async def add_video(
     db: NamedDependency[Engine],
     video_reads: NamedDependency[VideoReads],
 ) -> Response[VideoRead]:
-    video_id = await create_video(request.user, data, db)
-    await video_reads.changed(video_id)
-    _, encoded, _ = await visible_video(video_reads, video_id, request.user)
+    _, encoded = await add_video_of(request.user, data, db, video_reads)
     return _json(encoded, cache_status="miss", status_code=201)
 
 
@@ -679,10 +750,7 @@ async def change_video(
     db: NamedDependency[Engine],
     video_reads: NamedDependency[VideoReads],
 ) -> Response[VideoRead]:
-    await owned_video(video_reads, video_id, request.user)
-    await update_video(video_id, data, db)
-    await video_reads.changed(video_id)
-    _, encoded, _ = await visible_video(video_reads, video_id, request.user)
+    _, encoded = await change_video_of(request.user, video_id, data, db, video_reads)
     return _json(encoded, cache_status="miss")
 
 
@@ -698,18 +766,13 @@ async def remove_video(
     db: NamedDependency[Engine],
     video_reads: NamedDependency[VideoReads],
 ) -> None:
-    await owned_video(video_reads, video_id, request.user)
-    await delete_video(video_id, db)
-    await video_reads.changed(video_id)
+    await remove_video_of(request.user, video_id, db, video_reads)
 
 
 async def _like(
     request: Request[User, Token, Any], video_id: uuid.UUID, liked: bool, db: Engine, reads: VideoReads
 ) -> LikeState:
-    await visible_video(reads, video_id, request.user)
-    state = await set_like(video_id, request.user, liked, db)
-    await reads.changed(video_id)
-    return state
+    return await like_as(request.user, video_id, liked, db, reads)
 
 
 @post(
@@ -759,8 +822,7 @@ async def count_view(
     view_counter: NamedDependency[ViewCounter],
 ) -> ViewAccepted:
     """Accepted at once; `view_count` catches up within VIEW_FLUSH_INTERVAL_SECONDS."""
-    await visible_video(video_reads, video_id, optional_user(request))
-    await view_counter.record(video_id)
+    await record_view(video_id, optional_user(request), video_reads, view_counter)
     return ViewAccepted()
 
 
@@ -806,6 +868,243 @@ async def my_likes(
         cache_key, lambda: liked_videos(request.user, limit, cursor)
     )
     return _json(encoded, cache_status=cache_status)
+
+
+# ---------------------------------------------------------------- GraphQL
+
+SimilarLookup = Callable[[list[tuple[uuid.UUID, int]], User | None], Awaitable[list[list[VideoSummary]]]]
+"""Videos most like each of these (video id, how many); the search feature supplies it (app.py wires
+it as the `similar_videos` service), as the users feature gets AccountRemoval from this one."""
+
+
+@strawberry.type(name="Video", description="A video; private ones only ever reach their owner.")
+class VideoNode:
+    id: strawberry.ID
+    owner_id: strawberry.Private[uuid.UUID]
+    title: str
+    description: str
+    url: str
+    thumbnail_url: str | None
+    duration_seconds: int
+    tags: list[str]
+    visibility: str
+    like_count: int
+    view_count: int
+    has_transcript: bool
+    created_at: datetime
+    updated_at: datetime
+    read_transcript: strawberry.Private[str | msgspec.UnsetType | None] = msgspec.UNSET
+
+    @classmethod
+    def of(cls, video: VideoSummary) -> VideoNode:
+        fields = {name: getattr(video, name) for name in VideoSummary.__struct_fields__}
+        fields["id"] = strawberry.ID(str(video.id))
+        transcript = video.transcript if isinstance(video, VideoRead) else msgspec.UNSET
+        return cls(**fields, read_transcript=transcript)
+
+    @strawberry.field(description="Up to 100,000 characters.")
+    async def transcript(self, info: Info) -> str | None:
+        if self.read_transcript is not msgspec.UNSET:
+            return self.read_transcript
+        reads: VideoReads = info.context.service("video_reads")
+        video, _, _ = await visible_video(reads, uuid.UUID(self.id), info.context.viewer)
+        return video.transcript
+
+    @strawberry.field
+    async def owner(self, info: Info) -> UserNode | None:
+        owner = await info.context.loader("users.by_id", users_by_ids).load(self.owner_id)
+        return UserNode.of(owner) if owner is not None else None
+
+    @strawberry.field(description="Whether the signed-in viewer likes it (false when signed out).")
+    async def liked_by_me(self, info: Info) -> bool:
+        viewer = info.context.viewer
+        if viewer is None:
+            return False
+
+        async def likes(video_ids: list[uuid.UUID]) -> list[bool]:
+            liked = await liked_among(viewer.id, video_ids)
+            return [video_id in liked for video_id in video_ids]
+
+        return await info.context.loader("videos.liked_by_me", likes).load(uuid.UUID(self.id))
+
+    @strawberry.field(description="Videos most like this one (as search's `similar`), best first; 1-50.")
+    async def similar(self, info: Info, first: int = 5) -> list[VideoNode]:
+        wanted = page_size(first, SIMILAR_MAX)
+        lookup: SimilarLookup = info.context.service("similar_videos")
+        viewer = info.context.viewer
+
+        async def similar_pages(keys: list[tuple[uuid.UUID, int]]) -> list[list[VideoSummary]]:
+            return await lookup(keys, viewer)
+
+        found = await info.context.loader("videos.similar", similar_pages).load((uuid.UUID(self.id), wanted))
+        return [VideoNode.of(video) for video in found]
+
+
+SIMILAR_MAX = 50
+
+
+@strawberry.type
+class VideoConnection(Connection[VideoNode]):
+    pass
+
+
+@strawberry.input(description="Narrows a list; every filter is optional.")
+class VideoFilter:
+    owner: strawberry.ID | None = None
+    tag: str | None = None
+    min_duration: int | None = None
+    max_duration: int | None = None
+
+
+@strawberry.input
+class VideoInput:
+    title: str
+    url: str
+    duration_seconds: int
+    description: str | None = strawberry.UNSET
+    thumbnail_url: str | None = strawberry.UNSET
+    tags: list[str] | None = strawberry.UNSET
+    transcript: str | None = strawberry.UNSET
+    visibility: str | None = strawberry.field(
+        default=strawberry.UNSET, description="public, unlisted or private."
+    )
+
+
+@strawberry.input(description="Only the fields given change; thumbnailUrl and transcript may be null.")
+class VideoChanges:
+    title: str | None = strawberry.UNSET
+    url: str | None = strawberry.UNSET
+    duration_seconds: int | None = strawberry.UNSET
+    description: str | None = strawberry.UNSET
+    thumbnail_url: str | None = strawberry.UNSET
+    tags: list[str] | None = strawberry.UNSET
+    transcript: str | None = strawberry.UNSET
+    visibility: str | None = strawberry.UNSET
+
+
+@strawberry.type(name="LikeState")
+class LikeStateNode:
+    liked: bool
+    like_count: int
+
+
+def _video_page(page: VideoPage, cursor_of: Callable[[VideoSummary], str]) -> VideoConnection:
+    return connection(
+        VideoConnection,
+        [VideoNode.of(video) for video in page.items],
+        [cursor_of(video) for video in page.items],
+        page.next_cursor is not None,
+    )
+
+
+async def _cached_list(
+    info: Info, key: dict[str, Any], query: ListQuery, public_only: bool
+) -> VideoConnection:
+    # The REST list's own cache entry: the same key, so either API warms it for the other.
+    reads: VideoReads = info.context.service("video_reads")
+    viewer = None if public_only else info.context.viewer
+    encoded, _ = await reads.list_page(key, lambda: list_videos(query, viewer, public_only=public_only))
+    return _video_page(msgspec.json.decode(encoded, type=VideoPage), lambda video: list_cursor(query, video))
+
+
+async def user_videos(info: Info, user_id: uuid.UUID, first: int, after: str | None) -> VideoConnection:
+    """A user's public videos, as GET /users/{id}/videos lists them (for User.videos)."""
+    query = ListQuery(limit=page_size(first), cursor=after, owner=user_id)
+    return await _cached_list(info, {"list": "user", **msgspec.structs.asdict(query)}, query, True)
+
+
+async def user_likes(info: Info, first: int, after: str | None) -> VideoConnection:
+    """The viewer's liked videos, newest like first, as GET /users/me/likes (for User.likes)."""
+    viewer = info.context.signed_in()
+    limit = page_size(first)
+    reads: VideoReads = info.context.service("video_reads")
+    key = {"list": "likes-edges", "viewer": str(viewer.id), "limit": limit, "cursor": after}
+    encoded, _ = await reads.list_page(key, lambda: liked_page(viewer, limit, after))
+    page = msgspec.json.decode(encoded, type=LikedPage)
+    return connection(
+        VideoConnection, [VideoNode.of(video) for video in page.items], page.cursors, page.has_more
+    )
+
+
+async def _visible_or_none(info: Info, raw_id: strawberry.ID) -> VideoRead | None:
+    try:
+        video, _, _ = await visible_video(
+            info.context.service("video_reads"), parsed_id(raw_id), info.context.viewer
+        )
+    except NotFound:
+        return None  # missing and hidden look the same, as REST's 404 makes them
+    return video
+
+
+@strawberry.type
+class VideoQueries:
+    @strawberry.field(description="A video: public and unlisted to anyone, private to its owner; else null.")
+    async def video(self, info: Info, id: strawberry.ID) -> VideoNode | None:
+        video = await _visible_or_none(info, id)
+        return VideoNode.of(video) if video is not None else None
+
+    @strawberry.field(description="Public videos plus the viewer's own, as GET /api/v1/videos; first 1-100.")
+    async def videos(
+        self,
+        info: Info,
+        filter: VideoFilter | None = None,
+        sort: Annotated[
+            str, strawberry.argument(description="newest, oldest, most_viewed or most_liked.")
+        ] = "newest",
+        first: int = 20,
+        after: str | None = None,
+    ) -> VideoConnection:
+        filters = {key: value for key, value in vars(filter).items() if value is not None} if filter else {}
+        query = converted({**filters, "limit": page_size(first), "cursor": after, "sort": sort}, ListQuery)
+        viewer = info.context.viewer
+        key = {"list": "all", "viewer": str(viewer.id) if viewer else None, **msgspec.structs.asdict(query)}
+        return await _cached_list(info, key, query, False)
+
+
+def _engine_and_reads(info: Info) -> tuple[Engine, VideoReads]:
+    return info.context.service("db"), info.context.service("video_reads")
+
+
+@strawberry.type
+class VideoMutations:
+    @strawberry.mutation(description="Add a video (as POST /api/v1/videos, with the same rules).")
+    async def create_video(self, info: Info, input: VideoInput) -> VideoNode:
+        data = converted(input, VideoCreate)
+        video, _ = await add_video_of(info.context.signed_in(), data, *_engine_and_reads(info))
+        return VideoNode.of(video)
+
+    @strawberry.mutation(description="Change a video: its owner only.")
+    async def update_video(self, info: Info, id: strawberry.ID, input: VideoChanges) -> VideoNode:
+        video_id, data = parsed_id(id), converted(input, VideoUpdate)
+        video, _ = await change_video_of(info.context.signed_in(), video_id, data, *_engine_and_reads(info))
+        return VideoNode.of(video)
+
+    @strawberry.mutation(description="Delete a video: its owner only. True once it is gone.")
+    async def delete_video(self, info: Info, id: strawberry.ID) -> bool:
+        await remove_video_of(info.context.signed_in(), parsed_id(id), *_engine_and_reads(info))
+        return True
+
+    @strawberry.mutation(description="Like a video, idempotently.")
+    async def like(self, info: Info, id: strawberry.ID) -> LikeStateNode:
+        state = await like_as(info.context.signed_in(), parsed_id(id), True, *_engine_and_reads(info))
+        return LikeStateNode(liked=state.liked, like_count=state.like_count)
+
+    @strawberry.mutation(description="Take back a like, idempotently.")
+    async def unlike(self, info: Info, id: strawberry.ID) -> LikeStateNode:
+        state = await like_as(info.context.signed_in(), parsed_id(id), False, *_engine_and_reads(info))
+        return LikeStateNode(liked=state.liked, like_count=state.like_count)
+
+    @strawberry.mutation(
+        description="Count one view; viewCount catches up within VIEW_FLUSH_INTERVAL_SECONDS."
+    )
+    async def record_view(self, info: Info, id: strawberry.ID) -> bool:
+        await record_view(
+            parsed_id(id),
+            info.context.viewer,
+            info.context.service("video_reads"),
+            info.context.service("view_counter"),
+        )
+        return True
 
 
 router = Router(
