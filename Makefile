@@ -17,7 +17,7 @@ UPSTASH_VECTOR_PORT ?= 8080
 UPSTASH_QSTASH_PORT ?= 8081
 REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: run test chromium lint migrate seed reindex bench screenshot serve-production upstash-redis upstash-vector upstash-qstash clean
+.PHONY: run test chromium lint schema.graphql migrate seed reindex bench screenshot serve-production upstash-redis upstash-vector upstash-qstash clean
 
 $(INSTALLED): pyproject.toml
 	# A venv left half-made by an interrupted run has no pip: make it afresh.
@@ -41,6 +41,10 @@ run: $(INSTALLED)
 	$(MIGRATE)
 	$(BIN)/litestar --app app:create_app seed --if-empty
 	$(BIN)/litestar --app app:create_app run --reload --host $(HOST) --port $(PORT)
+
+# The GraphQL schema as the code builds it (tests/features/test_graphql_api.py checks the two agree).
+schema.graphql: $(INSTALLED)
+	$(BIN)/litestar --app app:create_app graphql-schema --output schema.graphql
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check .

@@ -11,6 +11,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import strawberry
 from litestar import Litestar
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import CacheControlHeader
@@ -21,11 +22,13 @@ from litestar.plugins.prometheus import PrometheusConfig
 from litestar.static_files import create_static_files_router
 from swagger_ui_bundle import swagger_ui_path
 
+from core import graphql_explorer
 from core.auth import LoginRateLimiter, Passwords, TokenRevocations
 from core.backends import build_cache, build_job_queue, build_vector_index
 from core.cache import Cache, ReadThroughCache
 from core.database import bind_tables, build_engine, check_database, close_database, open_database
 from core.errors import EXCEPTION_HANDLERS
+from core.graphql import GraphQLSchemaCommand, build_schema, graphql_routes
 from core.health import CatchingUp, health, metrics, ready
 from core.http_options import AllowEveryMethod
 from core.jobs import JobQueue, Jobs
@@ -149,6 +152,36 @@ def create_app(
     def provide(value: object) -> Provide:
         return Provide(lambda: value, use_cache=True, sync_to_thread=False)
 
+    # What handlers receive by name; GraphQL resolvers get the same objects (info.context.service).
+    dependencies = {
+        "settings": provide(settings),
+        "db": provide(engine),
+        "cache": provide(cache),
+        "token_issuer": provide(users.TokenIssuer(jwt_auth, settings.access_token_ttl_seconds)),
+        "revocations": provide(revocations),
+        "passwords": provide(Passwords(settings.password_hash_time_cost, settings.password_hash_memory_kib)),
+        "login_limiter": provide(login_limiter),
+        "readiness_checks": provide(readiness_checks),
+        "video_reads": provide(video_reads),
+        "view_counter": provide(view_counter),
+        "job_queue": provide(job_queue),
+        "search_index": provide(vector_index),
+        "catalogue_size": provide(CatalogueSize(vector_index)),
+        "vocabulary": provide(vocabulary),
+        "search_cache": provide(ReadThroughCache(cache, SingleFlight(settings.single_flight_wait_seconds))),
+        "remove_account": provide(functools.partial(videos.delete_account, engine=engine, reads=video_reads)),
+    }
+    graphql_schema = build_graphql_schema(settings)
+    graphql_services = {
+        **{name: dependency.dependency() for name, dependency in dependencies.items()},
+        # What the features supply one another's GraphQL types (see features/users, features/videos).
+        "user_videos": videos.user_videos,
+        "user_likes": videos.user_likes,
+        "similar_videos": functools.partial(
+            search.similar_for_many, vector_index, dependencies["catalogue_size"].dependency()
+        ),
+    }
+
     app = OneLineStartupApp(
         route_handlers=[
             health,
@@ -160,6 +193,8 @@ def create_app(
             *([] if job_queue.in_process else [run_job]),
             search.search_page,
             search.search_page_assets,
+            *graphql_routes(graphql_schema, graphql_services, graphql_explorer.explorer_page),
+            *graphql_explorer.EXPLORER_ROUTERS,
             create_static_files_router(
                 path=DOCS_ASSETS_PATH,
                 directories=[swagger_ui_path],
@@ -168,30 +203,7 @@ def create_app(
                 name="docs_assets",
             ),
         ],
-        dependencies={
-            "settings": provide(settings),
-            "db": provide(engine),
-            "cache": provide(cache),
-            "token_issuer": provide(users.TokenIssuer(jwt_auth, settings.access_token_ttl_seconds)),
-            "revocations": provide(revocations),
-            "passwords": provide(
-                Passwords(settings.password_hash_time_cost, settings.password_hash_memory_kib)
-            ),
-            "login_limiter": provide(login_limiter),
-            "readiness_checks": provide(readiness_checks),
-            "video_reads": provide(video_reads),
-            "view_counter": provide(view_counter),
-            "job_queue": provide(job_queue),
-            "search_index": provide(vector_index),
-            "catalogue_size": provide(CatalogueSize(vector_index)),
-            "vocabulary": provide(vocabulary),
-            "search_cache": provide(
-                ReadThroughCache(cache, SingleFlight(settings.single_flight_wait_seconds))
-            ),
-            "remove_account": provide(
-                functools.partial(videos.delete_account, engine=engine, reads=video_reads)
-            ),
-        },
+        dependencies=dependencies,
         lifespan=[lifespan],
         plugins=[
             demo.DemoSeedCommand(engine, passwords, settings),
@@ -199,6 +211,7 @@ def create_app(
                 indexer, vector_index, engine, settings, None if job_queue.in_process else start_reindex_jobs
             ),
             RequestBodySchemas(),
+            GraphQLSchemaCommand(graphql_schema),
         ],
         on_app_init=[jwt_auth.on_app_init],
         middleware=[
@@ -247,6 +260,15 @@ def create_app(
     if not job_queue.in_process:
         app.asgi_handler = AnnouncePublished(app.asgi_handler, announce_published)
     return app
+
+
+def build_graphql_schema(settings: Settings) -> strawberry.Schema:
+    """The GraphQL schema of every feature (schema.graphql holds it: `make schema.graphql`)."""
+    return build_schema(
+        queries=[users.UserQueries, videos.VideoQueries, search.SearchQueries],
+        mutations=[users.UserMutations, videos.VideoMutations],
+        introspection=settings.allows_graphql_introspection,
+    )
 
 
 INDEX_JOB = "search.index"
