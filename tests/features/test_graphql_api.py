@@ -56,7 +56,8 @@ async def test_accounts_through_graphql(client, sign_up):
         client,
         'mutation { register(input: {email: "b@example.com", username: "bob", password: "1234567"}) { id } }',
     )
-    assert codes(weak) == [(VALIDATION, "password")] and weak["data"] is None
+    assert codes(weak) == [(VALIDATION, "password")]
+    assert weak["data"] is None
 
     login = await gql(
         client, 'mutation { login(login: "ada_l", password: "correct-horse-battery") { accessToken } }'
@@ -116,15 +117,17 @@ async def test_videos_through_graphql_follow_the_rest_rules(client, sign_up):
         owner,
     )
     video = created["data"]["createVideo"]
-    assert video["title"] == "Bread" and video["tags"] == ["baking"]
-    assert video["owner"] == {"username": owner.username} and video["likedByMe"] is False
+    assert video["title"] == "Bread"
+    assert video["tags"] == ["baking"]
+    assert video["owner"] == {"username": owner.username}
+    assert video["likedByMe"] is False
     # The REST body's rules, naming the field as GraphQL spells it.
     bad = await gql(
         client,
-        'mutation { createVideo(input: {title: "x", url: "ftp://a", durationSeconds: 0}) { id } }',
+        'mutation { createVideo(input: {title: "x", url: "ftp://a", durationSeconds: 60}) { id } }',
         account=owner,
     )
-    assert codes(bad)[0][1] in {"url", "durationSeconds"} and codes(bad)[0][0] == VALIDATION
+    assert codes(bad) == [(VALIDATION, "url")]
     assert codes(
         await gql(
             client,
@@ -302,7 +305,8 @@ async def test_hostile_queries_are_refused_before_any_resolver_runs(client):
     messages = [answer["errors"][0]["message"] for answer in answers]
     assert f"exceeds maximum operation depth of {MAX_DEPTH}" in messages[0]
     assert f"Allowed: {MAX_ALIASES}" in messages[1]
-    assert messages[2] == "first: must be at most 100" and codes(answers[2]) == [(VALIDATION, "first")]
+    assert messages[2] == "first: must be at most 100"
+    assert codes(answers[2]) == [(VALIDATION, "first")]
     assert "list items" in messages[3]
     assert "tokens" in messages[4]
     assert all(answer["data"] is None for answer in answers)
@@ -315,7 +319,8 @@ async def test_errors_are_problems_and_unexpected_ones_are_masked(client):
     unknown = await gql(client, "{ nothing }")
     assert codes(unknown) == [("urn:clipdex:problem:invalid-query", None)]
     missing = await client.post("/graphql", json={"variables": {}})
-    assert missing.status_code == 400 and missing.json()["errors"][0]["field"] == "query"
+    assert missing.status_code == 400
+    assert missing.json()["errors"][0]["field"] == "query"
     not_json = await client.post("/graphql", content=b"{ me { id } }", headers={"content-type": "text/plain"})
     assert not_json.status_code == 415
 
@@ -333,7 +338,8 @@ async def test_get_runs_queries_and_refuses_mutations(client, sign_up):
     )
     assert with_variables.json()["data"]["user"]["username"] == account.username
     mutation = await client.get("/graphql", params={"query": "mutation { logout }"}, headers=account.headers)
-    assert mutation.status_code == 405 and mutation.json()["type"] == "urn:clipdex:problem:method-not-allowed"
+    assert mutation.status_code == 405
+    assert mutation.json()["type"] == "urn:clipdex:problem:method-not-allowed"
     assert (await client.get("/api/v1/users/me", headers=account.headers)).status_code == 200
     bad_token = await client.get(
         "/graphql", params={"query": "{ me { id } }"}, headers={"Authorization": "Bearer x"}
@@ -345,7 +351,8 @@ async def test_introspection_follows_the_setting(serve):
     query = {"query": "{ __schema { queryType { name } } }"}
     async with serve(graphql_introspection="false") as client:
         refused = (await client.post("/graphql", json=query)).json()
-        assert refused["data"] is None and "introspection" in refused["errors"][0]["message"].lower()
+        assert refused["data"] is None
+        assert "introspection" in refused["errors"][0]["message"].lower()
         assert (await client.post("/graphql", json={"query": "{ __typename }"})).json()["data"] == {
             "__typename": "Query"
         }
