@@ -21,6 +21,7 @@ RESULTS = ROOT / "bench" / "results"
 # In the order the issue lists them.
 SUITES = {
     "api": "HTTP endpoints against the bare Litestar ceiling",
+    "graphql_page": "GraphQL: a video page in one request vs the REST calls it replaces",
     "vector_engine": "The vector engine (10k, 100k, 1M vectors)",
     "embeddings": "Embeddings",
     "indexing": "Indexing: full reindex and outbox lag",
