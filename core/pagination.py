@@ -82,8 +82,17 @@ def decode_cursor(raw: str, sort: str, filters: str, key_is_valid: Callable[[int
 
 def rows_after(column: Any, id_column: Any, descending: bool, cursor: Cursor) -> Any:
     """The Piccolo condition for rows strictly after the cursor in (column, id) order."""
+    return rows_after_key(column, id_column, descending, *cursor_position(cursor))
+
+
+def cursor_position(cursor: Cursor) -> tuple[Any, uuid.UUID]:
+    """The last row's sort key (a datetime or a count) and id, as the database compares them."""
     value: Any = datetime.fromisoformat(cursor.key) if isinstance(cursor.key, str) else cursor.key
-    last_id = uuid.UUID(cursor.id)
+    return value, uuid.UUID(cursor.id)
+
+
+def rows_after_key(column: Any, id_column: Any, descending: bool, value: Any, last_id: Any) -> Any:
+    """rows_after for a sort key and id given apart (a prepared query passes stand-ins for them)."""
     if descending:
         return (column < value) | ((column == value) & (id_column < last_id))
     return (column > value) | ((column == value) & (id_column > last_id))

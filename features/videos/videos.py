@@ -36,18 +36,20 @@ from core import text
 from core.auth import OptionalAuthOperation, PublicOperation, optional_user
 from core.cache import Cache, CacheStatus, ReadThroughCache
 from core.counters import BufferedCounter
-from core.database import owns_tables, write_transaction
+from core.database import PreparedQuery, owns_tables, write_transaction
 from core.errors import Forbidden, InvalidInput, NotFound, problem_responses
 from core.graphql import Connection, Info, connection, converted, page_size, parsed_id
 from core.openapi import CACHE_STATUS_HEADER, BearerOperation
 from core.outbox import publish
 from core.pagination import (
     Cursor,
+    cursor_position,
     decode_cursor,
     encode_cursor,
     is_count_key,
     is_time_key,
     rows_after,
+    rows_after_key,
     sort_key,
 )
 from core.settings import Settings
@@ -254,12 +256,38 @@ def _summary_from_row(
     return VideoRead(**fields, transcript=transcript) if detail else VideoSummary(**fields)
 
 
+# The hot reads (a detail miss, a list page, a search page's videos) run as prepared queries: Piccolo
+# builds their SQL once per shape, and rows become structs without the ORM's row processing.
+_VIDEO_FIELDS = [column._alias or column._meta.name for column in _DETAIL_COLUMNS]
+assert list(VideoSummary.__struct_fields__) == _VIDEO_FIELDS, "columns in the structs' field order"
+_TAGS_AT = _VIDEO_FIELDS.index("tags")
+
+
+def _video_from_values(values: Any, struct: type[VideoSummary] = VideoSummary) -> VideoSummary:
+    """A prepared read's row (its values in _DETAIL_COLUMNS order, then the transcript for a detail)."""
+    fields = list(values)
+    tags = fields[_TAGS_AT]
+    # Both engines hand JSON columns over as text.
+    if isinstance(tags, (str, bytes)):
+        fields[_TAGS_AT] = msgspec.json.decode(tags)
+    return struct(*fields)
+
+
+_DETAIL_READ = PreparedQuery(
+    Video, lambda _, video_id: Video.select(*_DETAIL_COLUMNS, Video.transcript).where(Video.id == video_id)
+)
+# Shaped by the number of ids (a search page's, mostly 10 or 20).
+_READ_BY_IDS = PreparedQuery(
+    Video, lambda _, *video_ids: Video.select(*_DETAIL_COLUMNS).where(Video.id.is_in(list(video_ids)))
+)
+
+
 async def videos_by_ids(video_ids: list[uuid.UUID]) -> dict[uuid.UUID, VideoSummary]:
     """Current summaries of these videos, by id; ids with no video are absent (for search hits)."""
     if not video_ids:
         return {}
-    rows = await Video.select(*_DETAIL_COLUMNS).where(Video.id.is_in(video_ids))
-    summaries = (_summary_from_row(row) for row in rows)
+    rows = await _READ_BY_IDS.rows(*video_ids, shape=len(video_ids))
+    summaries = (_video_from_values(row.values()) for row in rows)
     return {summary.id: summary for summary in summaries}
 
 
@@ -286,9 +314,9 @@ class VideoReads:
         generation = await self.cache.generation(f"video:{video_id}")
 
         async def load() -> bytes:
-            row = await Video.select(*_DETAIL_COLUMNS, Video.transcript).where(Video.id == video_id).first()
+            rows = await _DETAIL_READ.rows(video_id)
             # An empty entry remembers "no such video" too, so probing unknown ids stays cheap.
-            return msgspec.json.encode(_summary_from_row(row, row["transcript"], detail=True)) if row else b""
+            return msgspec.json.encode(_video_from_values(rows[0].values(), VideoRead)) if rows else b""
 
         key = None if generation is None else f"videos:detail:{video_id}:{generation}"
         encoded, status = await self.cache.read(key, load, self.detail_ttl)
@@ -366,32 +394,83 @@ class ListQuery(msgspec.Struct, kw_only=True):
         return hashlib.sha256(msgspec.json.encode(filters)).hexdigest()[:12]
 
 
+class _ListShape(msgspec.Struct, frozen=True, array_like=True):
+    """What changes a list page's SQL: the order, which filters are on, the page size."""
+
+    sort: str
+    with_own: bool  # the viewer's own videos of any visibility too
+    owner: bool
+    tag: bool
+    min_duration: bool
+    max_duration: bool
+    after: bool
+    limit: int
+
+
+def _list_select(
+    shape: _ListShape,
+    viewer_id: Any,
+    owner: Any,
+    tag: Any,
+    min_duration: Any,
+    max_duration: Any,
+    after_key: Any,
+    after_id: Any,
+) -> Any:
+    column, descending = _SORT_KEYS[shape.sort]
+    select = Video.select(*_DETAIL_COLUMNS)
+    if shape.with_own:
+        select = select.where((Video.visibility == "public") | (Video.owner == viewer_id))
+    else:
+        select = select.where(Video.visibility == "public")
+    if shape.owner:
+        select = select.where(Video.owner == owner)
+    if shape.tag:
+        select = select.where(Video.id.is_in(VideoTag.select(VideoTag.video).where(VideoTag.tag == tag)))
+    if shape.min_duration:
+        select = select.where(Video.duration_seconds >= min_duration)
+    if shape.max_duration:
+        select = select.where(Video.duration_seconds <= max_duration)
+    if shape.after:
+        select = select.where(rows_after_key(column, Video.id, descending, after_key, after_id))
+    # One row more than the page tells whether another page follows.
+    return select.order_by(column, Video.id, ascending=not descending).limit(shape.limit + 1)
+
+
+_LIST_PAGE = PreparedQuery(Video, _list_select)
+
+
 async def list_videos(query: ListQuery, viewer: User | None, *, public_only: bool = False) -> VideoPage:
     """A keyset page: rows strictly after the cursor's (sort key, id), so inserts never shift a walk."""
     if query.min_duration and query.max_duration and query.min_duration > query.max_duration:
         raise InvalidInput("min_duration", "must not exceed max_duration", source="query")
-    column, descending = _SORT_KEYS[query.sort]
-    select = Video.select(*_DETAIL_COLUMNS)
-    if public_only or viewer is None:
-        select = select.where(Video.visibility == "public")
-    else:
-        select = select.where((Video.visibility == "public") | (Video.owner == viewer.id))
-    if query.owner is not None:
-        select = select.where(Video.owner == query.owner)
-    if query.tag:
-        select = select.where(
-            Video.id.is_in(VideoTag.select(VideoTag.video).where(VideoTag.tag == query.tag.lower()))
-        )
-    if query.min_duration is not None:
-        select = select.where(Video.duration_seconds >= query.min_duration)
-    if query.max_duration is not None:
-        select = select.where(Video.duration_seconds <= query.max_duration)
     fingerprint = query.filters_fingerprint()
+    after_key = after_id = None
     if query.cursor:
         after = decode_cursor(query.cursor, query.sort, fingerprint, _CURSOR_KEY_CHECKS[query.sort])
-        select = select.where(rows_after(column, Video.id, descending, after))
-    rows = await select.order_by(column, Video.id, ascending=not descending).limit(query.limit + 1)
-    items = [_summary_from_row(row) for row in rows]
+        after_key, after_id = cursor_position(after)
+    with_own = not public_only and viewer is not None
+    shape = _ListShape(
+        sort=query.sort,
+        with_own=with_own,
+        owner=query.owner is not None,
+        tag=bool(query.tag),
+        min_duration=query.min_duration is not None,
+        max_duration=query.max_duration is not None,
+        after=after_id is not None,
+        limit=query.limit,
+    )
+    rows = await _LIST_PAGE.rows(
+        viewer.id if with_own and viewer is not None else None,
+        query.owner,
+        query.tag.lower() if query.tag else None,
+        query.min_duration,
+        query.max_duration,
+        after_key,
+        after_id,
+        shape=shape,
+    )
+    items = [_video_from_values(row.values()) for row in rows]
     next_cursor = None
     if len(items) > query.limit:
         items = items[: query.limit]

@@ -10,7 +10,7 @@ import pytest
 from piccolo.columns import Integer, Varchar
 from piccolo.table import Table
 
-from core.database import PooledSQLiteEngine, check_database, close_database, write_transaction
+from core.database import PooledSQLiteEngine, PreparedQuery, check_database, close_database, write_transaction
 
 
 class Thing(Table, tablename="things"):
@@ -140,3 +140,50 @@ async def test_readiness_notices_a_database_file_gone_under_open_connections(
     await asyncio.to_thread(_replace_with_a_directory, tmp_path / "pool.sqlite3")
     with pytest.raises(sqlite3.OperationalError):
         await check_database(engine)
+
+
+_BY_NAME = PreparedQuery(
+    Thing, lambda _, name: Thing.select(Thing.name, Thing.size).where(Thing.name == name)
+)
+# A stand-in used twice, a constant between, and the shape (the limit) changing the SQL.
+_SIZED = PreparedQuery(
+    Thing,
+    lambda limit, size, name: (
+        Thing.select(Thing.name)
+        .where((Thing.size == size) | ((Thing.name != "z") & (Thing.size > size) & (Thing.name == name)))
+        .order_by(Thing.name)
+        .limit(limit)
+    ),
+)
+
+
+async def test_a_prepared_query_binds_its_arguments_by_position(engine: PooledSQLiteEngine) -> None:
+    await Thing.insert(Thing(name="a", size=1), Thing(name="b", size=2), Thing(name="c", size=1))
+    assert [dict(row) for row in await _BY_NAME.rows("b")] == [{"name": "b", "size": 2}]
+    assert await _BY_NAME.rows("nobody") == []
+    assert [row["name"] for row in await _SIZED.rows(1, "b", shape=5)] == ["a", "b", "c"]
+    assert [row["name"] for row in await _SIZED.rows(1, "b", shape=2)] == ["a", "b"]
+    assert [row["name"] for row in await _SIZED.rows(2, "a", shape=5)] == ["b"]
+
+
+async def test_a_prepared_query_is_compiled_once_per_engine_type_and_shape() -> None:
+    first = _SIZED.sql("sqlite", 3, 2)
+    assert _SIZED.sql("sqlite", 3, 2) is first
+    assert _SIZED.sql("sqlite", 4, 2) is not first
+    postgres, args = _SIZED.sql("postgres", 3, 2)
+    assert "$4" in postgres
+    assert "LIMIT 3" in postgres
+    assert [getattr(arg, "position", arg) for arg in args] == [0, "z", 0, 1]
+
+
+class _RolledBack(Exception):
+    pass
+
+
+async def test_a_prepared_query_in_a_transaction_runs_on_its_connection(engine: PooledSQLiteEngine) -> None:
+    with pytest.raises(_RolledBack):
+        async with write_transaction(engine):
+            await Thing.insert(Thing(name="new", size=3))
+            assert [row["size"] for row in await _BY_NAME.rows("new")] == [3]
+            raise _RolledBack
+    assert await _BY_NAME.rows("new") == []
