@@ -1,8 +1,9 @@
-"""A clipdex app served by uvicorn in a child process, for tests that need real HTTP and real processes
-(several workers, browsers, crashes)."""
+"""A clipdex app served by uvicorn for tests that need real HTTP: in a child process (several workers,
+browsers, crashes), or on the test's own event loop (a service such as QStash calling the app back)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -10,9 +11,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
+import uvicorn
+from litestar import Litestar
 
 from core.settings import Settings
 
@@ -30,10 +35,38 @@ def child_environ(**settings: object) -> dict[str, str]:
     return environ
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+# The tasks running `serving_in_loop` servers now: a check for tasks the app left running skips them.
+SERVER_TASKS: set[asyncio.Task[None]] = set()
+
+
+@asynccontextmanager
+async def serving_in_loop(app: Litestar, port: int) -> AsyncIterator[str]:
+    """`app` (lifespan included) behind uvicorn on this event loop, on `port`; yields its base URL."""
+    sock = socket.create_server(("127.0.0.1", port))
+    server = uvicorn.Server(
+        uvicorn.Config(app, log_config=None, access_log=False, lifespan="on", timeout_graceful_shutdown=5)
+    )
+    task = asyncio.create_task(server.serve(sockets=[sock]), name=f"uvicorn-{port}")
+    SERVER_TASKS.add(task)
+    try:
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while time.monotonic() < deadline:
+            if server.started or task.done():  # uvicorn says neither through an event
+                break
+            await asyncio.sleep(0.01)
+        assert server.started, "uvicorn did not start"
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+        SERVER_TASKS.discard(task)
+        sock.close()
 
 
 class AppServer:
@@ -42,7 +75,7 @@ class AppServer:
     def __init__(self, name: str, environ: dict[str, str], *, port: int | None = None) -> None:
         """`port`: this one (for a server whose settings name its own address), else a free one."""
         self.name = name
-        self._environ = environ
+        self.environ = environ
         self._port = port
         descriptor, path = tempfile.mkstemp(prefix=f"clipdex-server-{name}-", suffix=".log")
         os.close(descriptor)
@@ -50,13 +83,14 @@ class AppServer:
         self._start()
 
     def _start(self) -> None:
-        port = self._port or _free_port()
+        port = self._port or free_port()
+        self.port = port
         self.url = f"http://127.0.0.1:{port}"
         command = [sys.executable, "-m", "uvicorn", "--factory", "app:create_app", "--workers", "1"]
         command += ["--host", "127.0.0.1", "--port", str(port), "--no-access-log"]
         with self._log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                command, cwd=ROOT, env=self._environ, stdout=log, stderr=subprocess.STDOUT
+                command, cwd=ROOT, env=self.environ, stdout=log, stderr=subprocess.STDOUT
             )
 
     def log(self) -> str:

@@ -21,7 +21,6 @@ from typing import Any
 import httpx
 import jwt
 import pytest
-import uvicorn
 from litestar import Litestar
 from litestar.di import Provide
 from qstash import AsyncQStash
@@ -29,15 +28,10 @@ from qstash import AsyncQStash
 from core.errors import EXCEPTION_HANDLERS
 from core.jobs import CronSchedule, InProcessJobQueue, JobQueue, Jobs, cron_for_interval
 from core.qstash_jobs import SCHEDULE_ID_PREFIX, QStashJobQueue, run_job
+from tests.live_server import free_port, serving_in_loop
 from upstash_local.qstash_server import LocalQStashServer
 
 RETRIES = 2  # what both queues are built with here: three attempts in all
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 async def eventually(check: Callable[[], Awaitable[bool] | bool], within: float = 20.0) -> None:
@@ -51,24 +45,6 @@ async def eventually(check: Callable[[], Awaitable[bool] | bool], within: float 
         if time.monotonic() > deadline:
             raise AssertionError("the condition did not become true in time")
         await asyncio.sleep(0.05)
-
-
-@asynccontextmanager
-async def serving(app: Litestar, port: int) -> AsyncIterator[str]:
-    """`app` behind uvicorn on this event loop, on `port`; yields its base URL."""
-    sock = socket.create_server(("127.0.0.1", port))
-    server = uvicorn.Server(
-        uvicorn.Config(app, log_config=None, access_log=False, lifespan="on", timeout_graceful_shutdown=5)
-    )
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        await eventually(lambda: server.started or task.done())
-        assert server.started, "uvicorn did not start"
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
-        sock.close()
 
 
 @dataclass
@@ -139,7 +115,7 @@ async def qstash_harness(server: LocalQStashServer) -> AsyncIterator[Harness]:
         listed = await client.dlq.list()
         return [m.url.rsplit("/", 1)[1] for m in listed.messages if m.url.startswith(base_url + "/")]
 
-    async with serving(app, port):
+    async with serving_in_loop(app, port):
         try:
             yield Harness("qstash", jobs, queue, 60.0, dead_letters, base_url, client)
         finally:

@@ -21,9 +21,10 @@ from core.outbox import OutboxEvent, publish
 from core.settings import Settings, load_settings
 from features.videos.videos import VIDEO_CHANGES, Video
 from tests.conftest import ROOT, clipdex_environ, migrate
-from tests.core.test_job_contract import eventually, free_port, serving
+from tests.core.test_job_contract import eventually
 from tests.features.search_support import found, register
 from tests.features.videos_support import add_video, serve_here
+from tests.live_server import free_port, serving_in_loop
 from upstash_local.qstash_server import LocalQStashServer
 
 
@@ -65,7 +66,7 @@ async def qstash_app(qstash_server: LocalQStashServer, database_url: str) -> Asy
     client = AsyncQStash(qstash_server.token, base_url=qstash_server.url)
     try:
         async with (
-            serving(create_app(settings), port) as url,
+            serving_in_loop(create_app(settings), port) as url,
             httpx.AsyncClient(base_url=url, timeout=30) as http,
         ):
             yield http
