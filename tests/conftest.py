@@ -6,6 +6,10 @@
 | `postgres` | PostgreSQL at TEST_DATABASE_URL | the same |
 | `postgres-upstash` | PostgreSQL at TEST_DATABASE_URL | Upstash Redis and Upstash Vector, through the official SDKs and the local Upstash-compatible servers (upstash_local/) |
 
+Background jobs run in the app's own loops, except on `postgres-upstash`: there QStash (the local server)
+runs them, calling each app back over real HTTP (uvicorn on this event loop, not the test client), and
+every test checks that its apps ran no loop of their own.
+
 SQLite always; the PostgreSQL backends when TEST_DATABASE_URL is set. In CI (CI=true) a missing
 PostgreSQL or Redis fails the run instead of skipping it.
 """
@@ -23,21 +27,27 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager, closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
 import redis
 from httpx import AsyncClient
+from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from piccolo.table import sort_table_classes
+from qstash import QStash
 from upstash_vector import Index
 
 from app import create_app
+from core.background import running_loops
 from core.database import bind_tables, build_engine
 from core.embeddings import DIMENSION
 from core.settings import Settings, load_settings
 from piccolo_conf import APP_REGISTRY
+from tests.live_server import SERVER_TASKS, free_port, serving_in_loop
 from tests.services import IN_CI, POSTGRES_URL, TEST_REDIS
+from upstash_local.qstash_server import LocalQStashServer
 from upstash_local.redis_server import LocalServer, serve_in_subprocess
 from upstash_local.vector_server import LocalVectorServer
 
@@ -153,15 +163,58 @@ def local_upstash() -> Iterator[LocalUpstash]:
 
 
 @dataclass(frozen=True)
+class LocalQStash:
+    """The local QStash server, as clipdex settings (all but PUBLIC_BASE_URL, each app's own) and a way
+    to empty it."""
+
+    server: LocalQStashServer
+    client: QStash
+    current_signing_key: str
+    next_signing_key: str
+
+    @property
+    def settings(self) -> dict[str, str]:
+        return {
+            "qstash_token": self.server.token,
+            "qstash_url": self.server.url,
+            "qstash_current_signing_key": self.current_signing_key,
+            "qstash_next_signing_key": self.next_signing_key,
+        }
+
+    def empty(self) -> None:
+        """Forget earlier tests' schedules and undelivered messages (their apps are gone)."""
+        for schedule in self.client.schedule.list():
+            self.client.schedule.delete(schedule.schedule_id)
+        self.client.message.cancel_all()
+
+
+@pytest.fixture(scope="session")
+def local_qstash() -> Iterator[LocalQStash]:
+    """The local QStash server, started once per session as a child process, in memory: retry delays cut
+    to a thousandth, and a cron minute lasting a second (so a job declared every few seconds, a
+    `* * * * *` schedule, runs every second)."""
+    with LocalQStashServer.start(
+        options=["--retry-delay-scale", "0.001", "--cron-minute-seconds", "1"]
+    ) as server:
+        client = QStash(server.token, base_url=server.url)
+        keys = client.signing_key.get()
+        yield LocalQStash(server, client, keys.current, keys.next)
+
+
+@dataclass(frozen=True)
 class Backend:
     """What the API tests of one backend run on: a migrated database, plus what make_settings adds."""
 
     database_url: str
     upstash: LocalUpstash | None = None
+    qstash: LocalQStash | None = None
 
     @property
     def settings(self) -> dict[str, str]:
-        return self.upstash.settings if self.upstash is not None else {}
+        return {
+            **(self.upstash.settings if self.upstash is not None else {}),
+            **(self.qstash.settings if self.qstash is not None else {}),
+        }
 
 
 @pytest.fixture(scope="session", params=_backends())
@@ -174,7 +227,7 @@ def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     migrate(url)
     if request.param != "postgres-upstash":
         return Backend(url)
-    return Backend(url, request.getfixturevalue("local_upstash"))
+    return Backend(url, request.getfixturevalue("local_upstash"), request.getfixturevalue("local_qstash"))
 
 
 @pytest.fixture(scope="session")
@@ -186,16 +239,21 @@ def database_url(backend: Backend) -> str:
 def make_settings(backend: Backend) -> Callable[..., Settings]:
     """Settings as a test process would load them, with overrides given as keyword arguments.
 
-    On the Upstash backend the Redis database and the vector index are emptied first: as the tables
-    are (see `serve`), but they are shared by every app of a test, so once per test.
+    On the Upstash backend the Redis database, the vector index and QStash are emptied first: as the
+    tables are (see `serve`), but they are shared by every app of a test, so once per test. There each
+    settings made get an address of their own (PUBLIC_BASE_URL, a free port), where `serve_app` serves
+    the app and QStash calls it.
     """
     if backend.upstash is not None:
         backend.upstash.empty()
+    if backend.qstash is not None:
+        backend.qstash.empty()
 
     def make(**overrides: object) -> Settings:
-        return load_settings(
-            clipdex_environ(backend.database_url, **{**backend.settings, **overrides}), env_dir=ROOT
-        )
+        values: dict[str, object] = {**backend.settings, **overrides}
+        if backend.qstash is not None:
+            values.setdefault("public_base_url", f"http://127.0.0.1:{free_port()}")
+        return load_settings(clipdex_environ(backend.database_url, **values), env_dir=ROOT)
 
     return make
 
@@ -211,17 +269,61 @@ async def _empty_all_tables(settings: Settings) -> None:
         await engine.run_ddl(f"TRUNCATE {names} CASCADE")
 
 
+@asynccontextmanager
+async def serve_app(app: Litestar, settings: Settings) -> AsyncIterator[AsyncClient]:
+    """`app` (made from `settings`) running, lifespan included, with an HTTP client for it: Litestar's
+    test client, or, when QStash runs the jobs, uvicorn at PUBLIC_BASE_URL on this event loop (QStash
+    must reach the app over HTTP), checked to run no background loop of its own."""
+    if not settings.uses_qstash:
+        async with AsyncTestClient(app=app) as client:
+            yield client
+        return
+    port = urlsplit(settings.public_base_url).port
+    assert port is not None, settings.public_base_url
+    async with serving_in_loop(app, port) as url, AsyncClient(base_url=url, timeout=30) as client:
+        jobs = (await client.get("/ready")).json()["dependencies"]["jobs"]
+        assert jobs["details"]["runs_in"] == "qstash", jobs
+        client.app = app  # type: ignore[attr-defined]  # as Litestar's test client has it
+        yield client
+        await assert_no_background_loop()
+
+
+# A task never ending by itself is a loop; what a request or a delivery started ends within this.
+LOOP_GRACE_SECONDS = 10.0
+LITESTAR_TASKS = frozenset({"litestar.events.emitter.SimpleEventEmitter._worker"})
+
+
+async def assert_no_background_loop() -> None:
+    """Fail if anything in this process works in a loop of its own: no `repeating` loop is registered
+    (core.background), and every task on this event loop but the test's own, uvicorn's (its server, its
+    lifespan task holding the app's lifespan open) and Litestar's (its event emitter, which waits for
+    events the app emits) ends within LOOP_GRACE_SECONDS."""
+    assert running_loops() == frozenset(), f"background loops running: {sorted(running_loops())}"
+    others = {
+        task
+        for task in asyncio.all_tasks()
+        if task is not asyncio.current_task()
+        and task not in SERVER_TASKS
+        and getattr(task.get_coro(), "__qualname__", "") != "LifespanOn.main"
+        and task.get_name() not in LITESTAR_TASKS
+    }
+    if others:
+        _, pending = await asyncio.wait(others, timeout=LOOP_GRACE_SECONDS)
+        assert not pending, f"tasks still running after {LOOP_GRACE_SECONDS}s: {pending}"
+
+
 @pytest.fixture
 async def serve(
     make_settings: Callable[..., Settings],
 ) -> Callable[..., AbstractAsyncContextManager[AsyncClient]]:
-    """Start the app (lifespan included) on emptied tables; yields an HTTP client for it."""
+    """Start the app (lifespan included) on emptied tables; yields an HTTP client for it (see
+    `serve_app`)."""
 
     @asynccontextmanager
     async def start(**overrides: object) -> AsyncIterator[AsyncClient]:
         settings = make_settings(**overrides)
         await _empty_all_tables(settings)
-        async with AsyncTestClient(app=create_app(settings)) as client:
+        async with serve_app(create_app(settings), settings) as client:
             yield client
 
     return start

@@ -12,14 +12,16 @@ from typing import Any
 import httpx
 
 from app import create_app
+from core.qstash_jobs import SCHEDULE_ID_PREFIX
 from core.settings import Settings
 from core.vectors import VectorIndex
-from tests.conftest import Account
+from tests.conftest import Account, Backend, serve_app
 
 API = "/api/v1"
 VIDEOS = f"{API}/videos"
 MY_LIKES = f"{API}/users/me/likes"
 PROBLEM_JSON = "application/problem+json"
+VIEWS_FLUSH_JOB = "views.flush"  # the job writing buffered views (app.register_jobs)
 SUMMARY_FIELDS = {
     "id",
     "owner_id",
@@ -49,15 +51,40 @@ async def serve_here(
     so `asyncio.gather` over it sends requests one at a time. Through httpx's ASGI transport on this
     loop, gathered requests really overlap, which is what the concurrency tests need. Start it after
     `client` or `serve` (which empty the tables): the newest app is the one the tables are bound to.
-    `vector_index` replaces the search index the settings select (see create_app).
+    `vector_index` replaces the search index the settings select (see create_app). When QStash runs the
+    jobs, the app is served as `serve_app` serves it (uvicorn on this loop, where QStash can call it).
     """
-    app = create_app(make_settings(**overrides), vector_index=vector_index)
+    settings = make_settings(**overrides)
+    app = create_app(settings, vector_index=vector_index)
+    if settings.uses_qstash:
+        async with serve_app(app, settings) as http:
+            yield http
+        return
     transport = httpx.ASGITransport(app=app)
     async with (
         app.lifespan(),
         httpx.AsyncClient(transport=transport, base_url="http://testserver.local") as http,
     ):
         yield http
+
+
+@asynccontextmanager
+async def scheduled_flushes_held(backend: Backend) -> AsyncIterator[None]:
+    """No scheduled view flush inside the block, for a test that looks at views not yet written.
+
+    With QStash the views.flush schedule (QStash's clock, not the app's) is paused for the block and
+    resumed after it; in process, the test's flush interval alone says when the loop flushes.
+    """
+    if backend.qstash is None:
+        yield
+        return
+    schedules = backend.qstash.client.schedule
+    schedule_id = SCHEDULE_ID_PREFIX + VIEWS_FLUSH_JOB
+    await asyncio.to_thread(schedules.pause, schedule_id)
+    try:
+        yield
+    finally:
+        await asyncio.to_thread(schedules.resume, schedule_id)
 
 
 def video_url(video_id: str) -> str:
