@@ -87,7 +87,8 @@ def create_app(
     cache = cache if cache is not None else build_cache(settings)
     revocations = TokenRevocations(cache)
     login_limiter = LoginRateLimiter(cache, settings.login_rate_limit, settings.login_rate_window_seconds)
-    jwt_auth = users.build_user_auth(settings, revocations)
+    signed_in_users = users.SignedInUsers(cache, settings.access_token_ttl_seconds)
+    jwt_auth = users.build_user_auth(settings, revocations, signed_in_users)
     passwords = Passwords(settings.password_hash_time_cost, settings.password_hash_memory_kib)
     video_reads = videos.VideoReads(cache, settings)
     view_counter = videos.ViewCounter(cache, engine, video_reads)
@@ -159,6 +160,7 @@ def create_app(
         "cache": provide(cache),
         "token_issuer": provide(users.TokenIssuer(jwt_auth, settings.access_token_ttl_seconds)),
         "revocations": provide(revocations),
+        "signed_in_users": provide(signed_in_users),
         "passwords": provide(Passwords(settings.password_hash_time_cost, settings.password_hash_memory_kib)),
         "login_limiter": provide(login_limiter),
         "readiness_checks": provide(readiness_checks),

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
@@ -22,6 +24,7 @@ from piccolo.table import Table
 
 from core import text
 from core.auth import (
+    AccountChangeUnavailable,
     LoginRateLimiter,
     OptionalBearerAuthMiddleware,
     Passwords,
@@ -29,6 +32,7 @@ from core.auth import (
     RevocationUnavailable,
     TokenRevocations,
 )
+from core.cache import Cache, ReadThroughCache
 from core.database import is_unique_violation, write_transaction
 from core.errors import (
     Conflict,
@@ -43,6 +47,8 @@ from core.errors import (
 from core.graphql import Info, converted, parsed_id
 from core.openapi import BEARER_SCHEME, BearerOperation
 from core.settings import Settings
+
+logger = logging.getLogger("clipdex.auth")
 
 # ---------------------------------------------------------------- tables
 
@@ -155,11 +161,27 @@ class UserPrivate(msgspec.Struct):
     joined_at: datetime
 
 
+class SignedInUser(msgspec.Struct, frozen=True):
+    """`request.user` of a request with a valid token: the account's row without its password hash.
+
+    What handlers read of a `User` (id, email, names, bio, created_at, token_version), kept in the
+    cache (see SignedInUsers) so that a request with a token reads no database row.
+    """
+
+    id: uuid.UUID
+    email: str
+    username: str
+    display_name: str
+    bio: str
+    created_at: datetime
+    token_version: int
+
+
 def public_view(user: User) -> UserPublic:
     return UserPublic(user.id, user.username, user.display_name, user.bio, user.created_at)
 
 
-def private_view(user: User) -> UserPrivate:
+def private_view(user: User | SignedInUser) -> UserPrivate:
     return UserPrivate(user.id, user.email, user.username, user.display_name, user.bio, user.created_at)
 
 
@@ -218,7 +240,19 @@ async def find_by_login(login: str) -> User | None:
     return await User.objects().where(column == value).first()
 
 
-async def update_user(user: User, data: UserUpdate, engine: Engine, passwords: Passwords) -> User:
+async def update_user(
+    user: User | SignedInUser,
+    data: UserUpdate,
+    engine: Engine,
+    passwords: Passwords,
+    signed_in: SignedInUsers,
+) -> User:
+    """Apply a profile or password change; a password change signs out every token of the account."""
+    # Read again: the signed-in user comes from the cache, without the password hash.
+    current = await User.objects().where(User.id == user.id).first()
+    if current is None:
+        raise Unauthorized()  # deleted while this request was under way
+    user = current
     changes: dict[Any, Any] = {}
     if data.username is not msgspec.UNSET:
         await _raise_conflict_for(None, data.username.lower(), other_than=user.id)
@@ -236,9 +270,11 @@ async def update_user(user: User, data: UserUpdate, engine: Engine, passwords: P
         changes[User.password_hash] = await passwords.hash(data.password)
     if not changes:
         return user
-    async with write_transaction(engine):
-        if User.password_hash in changes:
-            changes[User.token_version] = User.token_version + 1
+    signs_out = User.password_hash in changes
+    if signs_out:
+        changes[User.token_version] = User.token_version + 1
+    # Only a change that signs tokens out must reach every worker before it is made.
+    async with signed_in.changing(user.id, signs_out=signs_out), write_transaction(engine):
         try:
             await User.update(changes).where(User.id == user.id)
         except Exception as exc:
@@ -254,11 +290,18 @@ videos feature's, which also corrects like counts and caches); the database casc
 
 
 async def delete_own_account(
-    user: User, data: AccountDeletion, passwords: Passwords, remove_account: AccountRemoval
+    user: User | SignedInUser,
+    data: AccountDeletion,
+    passwords: Passwords,
+    remove_account: AccountRemoval,
+    signed_in: SignedInUsers,
 ) -> None:
-    if not await passwords.verify(user.password_hash, data.password):
+    # The password hash is read here: the signed-in user comes from the cache, without it.
+    row = await User.select(User.password_hash).where(User.id == user.id).first()
+    if not await passwords.verify(row["password_hash"] if row else None, data.password) or row is None:
         raise InvalidInput("password", "does not match the current password")
-    await remove_account(user.id)
+    async with signed_in.changing(user.id, signs_out=True):
+        await remove_account(user.id)
 
 
 async def users_by_ids(user_ids: list[uuid.UUID]) -> list[User | None]:
@@ -270,11 +313,97 @@ async def users_by_ids(user_ids: list[uuid.UUID]) -> list[User | None]:
 
 # ---------------------------------------------------------------- authentication
 
+_SIGNED_IN_COLUMNS = (
+    User.id,
+    User.email,
+    User.username,
+    User.display_name,
+    User.bio,
+    User.created_at,
+    User.token_version,
+)
+_snapshot_decoder = msgspec.msgpack.Decoder(SignedInUser)
+
+
+class SignedInUsers:
+    """The accounts behind tokens, read from the shared cache so that a request with a token needs no
+    database round trip, yet an outdated token is refused on every worker from the request after the
+    change on.
+
+    Snapshots live under `auth:user:<id>:<generation>`, the generation counting the account's changes
+    twice each (ReadThroughCache's generation of `user:<id>`). A change makes it odd before it writes
+    the database and even again after the commit (`changing`). While it is odd, readers go to the
+    database and store nothing, so a reader that read the row just before a commit can never leave it
+    in the cache for later requests: by the time it stores, the generation has moved on and its key is
+    read no more. A closing increment that fails is made again once the cache answers (until then this
+    process reads around the account, see ReadThroughCache.bump); left odd, the account is read from
+    the database, as it was before this cache. A change that signs tokens out (a password change, a
+    deletion) is refused when the cache cannot be told first: once the cache answered again, the
+    snapshot from before the change would vouch for the old tokens on the other workers. While the
+    cache is down every worker reads the database instead.
+
+    Generations have no expiry and snapshots do, so a cache that evicts only expiring keys (or the
+    least recently used: a generation is read before every snapshot under it) drops a snapshot before
+    its generation.
+    """
+
+    def __init__(self, cache: Cache, ttl_seconds: int) -> None:
+        self._cache = cache
+        self._entries = ReadThroughCache(cache)
+        self._ttl_seconds = ttl_seconds
+
+    async def current(self, user_id: uuid.UUID) -> SignedInUser | None:
+        """The account as it is now; None when it does not exist (deleted)."""
+        generation = await self._entries.generation(f"user:{user_id}")
+        # Odd: a change is under way, or ended without its closing increment.
+        key = None if generation is None or generation % 2 else f"auth:user:{user_id}:{generation}"
+        if key is not None and (cached := await self._entries.get(key)) is not None:
+            return _snapshot_decoder.decode(cached)
+        row = await User.select(*_SIGNED_IN_COLUMNS).where(User.id == user_id).first()
+        if row is None:
+            return None
+        user = SignedInUser(
+            id=uuid.UUID(str(row["id"])),
+            email=row["email"],
+            username=row["username"],
+            display_name=row["display_name"],
+            bio=row["bio"],
+            created_at=row["created_at"],
+            token_version=row["token_version"],
+        )
+        if key is not None:
+            await self._entries.put(key, msgspec.msgpack.encode(user), self._ttl_seconds)
+        return user
+
+    @asynccontextmanager
+    async def changing(self, user_id: uuid.UUID, *, signs_out: bool) -> AsyncIterator[None]:
+        """Around a change to the account's row (its commit inside): every later request reads it anew.
+
+        Raises AccountChangeUnavailable, before anything is changed, when the change signs tokens out
+        and the cache cannot be told.
+        """
+        name = f"user:{user_id}"
+        began = False
+        try:
+            if await self._cache.incr(f"gen:{name}") % 2 == 0:
+                await self._cache.incr(f"gen:{name}")  # a change before ended without its closing increment
+            began = True
+        except Exception as exc:
+            if signs_out:
+                logger.warning("cache unavailable: a change signing every token out refused", exc_info=True)
+                raise AccountChangeUnavailable() from exc
+            logger.warning("cache unavailable: profile change not announced before it was made")
+        try:
+            yield
+        finally:
+            # Odd to even; or, when the opening increment failed, even to the next even one.
+            await self._entries.bump(*([name] if began else [name, name]))
+
 
 class TokenIssuer:
     """Issues access tokens that name the user, a unique id (for revocation) and the token version."""
 
-    def __init__(self, auth: JWTAuth[User, Token], ttl_seconds: int) -> None:
+    def __init__(self, auth: JWTAuth[Any, Token], ttl_seconds: int) -> None:
         self._auth = auth
         self._ttl_seconds = ttl_seconds
 
@@ -311,15 +440,17 @@ async def sign_out(token: Token, revocations: TokenRevocations) -> None:
         await revocations.revoke(token.jti, token.exp.timestamp())
 
 
-def build_user_auth(settings: Settings, revocations: TokenRevocations) -> JWTAuth[User, Token]:
+def build_user_auth(
+    settings: Settings, revocations: TokenRevocations, signed_in: SignedInUsers
+) -> JWTAuth[SignedInUser, Token]:
     """Litestar's JWT bearer auth, resolving tokens to users and honouring revocations."""
 
-    async def retrieve_user(token: Token, _: ASGIConnection[Any, Any, Any, Any]) -> User | None:
+    async def retrieve_user(token: Token, _: ASGIConnection[Any, Any, Any, Any]) -> SignedInUser | None:
         try:
             user_id = uuid.UUID(token.sub)
         except ValueError:
             return None
-        user = await User.objects().where(User.id == user_id).first()
+        user = await signed_in.current(user_id)
         if user is None or token.extras.get("ver") != user.token_version:
             return None
         return user
@@ -327,7 +458,7 @@ def build_user_auth(settings: Settings, revocations: TokenRevocations) -> JWTAut
     async def is_revoked(token: Token, _: ASGIConnection[Any, Any, Any, Any]) -> bool:
         return await revocations.is_revoked(token.jti if isinstance(token.jti, str) else None)
 
-    return JWTAuth[User, Token](
+    return JWTAuth[SignedInUser, Token](
         retrieve_user_handler=retrieve_user,
         authentication_middleware_class=OptionalBearerAuthMiddleware,
         revoked_token_handler=is_revoked,
@@ -405,7 +536,7 @@ async def logout(request: Request[User, Token, Any], revocations: NamedDependenc
 @get(
     "/users/me", summary="My account", operation_class=BearerOperation, responses=problem_responses(401, 503)
 )
-async def read_me(request: Request[User, Token, Any]) -> UserPrivate:
+async def read_me(request: Request[SignedInUser, Token, Any]) -> UserPrivate:
     return private_view(request.user)
 
 
@@ -419,17 +550,19 @@ async def read_me(request: Request[User, Token, Any]) -> UserPrivate:
         Conflict("username", "That username is already taken."),
         413,
         415,
+        AccountChangeUnavailable(),
         503,
     ),
 )
 async def update_me(
-    request: Request[User, Token, Any],
+    request: Request[SignedInUser, Token, Any],
     data: JSONBody[UserUpdate],
     db: NamedDependency[Engine],
     passwords: NamedDependency[Passwords],
+    signed_in_users: NamedDependency[SignedInUsers],
 ) -> UserPrivate:
     """Changing the password needs `current_password`, and signs out every session, this one included."""
-    return private_view(await update_user(request.user, data, db, passwords))
+    return private_view(await update_user(request.user, data, db, passwords, signed_in_users))
 
 
 @delete(
@@ -437,16 +570,22 @@ async def update_me(
     summary="Delete my account and everything it owns",
     operation_class=BearerOperation,
     responses=problem_responses(
-        InvalidInput("password", "does not match the current password"), 401, 413, 415, 503
+        InvalidInput("password", "does not match the current password"),
+        401,
+        413,
+        415,
+        AccountChangeUnavailable(),
+        503,
     ),
 )
 async def delete_me(
-    request: Request[User, Token, Any],
+    request: Request[SignedInUser, Token, Any],
     data: JSONBody[AccountDeletion],
     passwords: NamedDependency[Passwords],
     remove_account: NamedDependency[AccountRemoval],
+    signed_in_users: NamedDependency[SignedInUsers],
 ) -> None:
-    await delete_own_account(request.user, data, passwords, remove_account)
+    await delete_own_account(request.user, data, passwords, remove_account, signed_in_users)
 
 
 @get(
@@ -481,7 +620,7 @@ class UserNode:
     own_email: strawberry.Private[str]
 
     @classmethod
-    def of(cls, user: User) -> UserNode:
+    def of(cls, user: User | SignedInUser) -> UserNode:
         return cls(
             id=strawberry.ID(str(user.id)),
             username=user.username,
@@ -577,7 +716,11 @@ class UserMutations:
     async def update_me(self, info: Info, input: ProfileChanges) -> UserNode:
         data = converted(input, UserUpdate)
         user = await update_user(
-            info.context.signed_in(), data, info.context.service("db"), info.context.service("passwords")
+            info.context.signed_in(),
+            data,
+            info.context.service("db"),
+            info.context.service("passwords"),
+            info.context.service("signed_in_users"),
         )
         return UserNode.of(user)
 
@@ -589,6 +732,7 @@ class UserMutations:
             data,
             info.context.service("passwords"),
             info.context.service("remove_account"),
+            info.context.service("signed_in_users"),
         )
         return True
 

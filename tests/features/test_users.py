@@ -13,7 +13,10 @@ from typing import Any
 import httpx
 import jwt
 import pytest
+from litestar.testing import AsyncTestClient
 
+from app import create_app
+from core.cache import Cache, InMemoryCache
 from tests.conftest import Account
 
 REGISTER = "/api/v1/auth/register"
@@ -584,6 +587,157 @@ async def test_delete_account_refuses_control_characters_in_the_password(client,
 
 async def test_delete_account_needs_a_token(client):
     assert_unauthorized(await client.request("DELETE", ME, json={"password": "whatever-password"}))
+
+
+# ---------------------------------------------------------------- the signed-in user, cached
+
+# Each change signs out the token it is made with: the very next request must refuse it, though the
+# account behind it was read (and cached) a moment before. tests/test_two_workers.py asks the other
+# worker.
+SIGNING_OUT = {
+    "password change": lambda account: (
+        "PATCH",
+        {"password": "a-brand-new-password", "current_password": account.password},
+        200,
+    ),
+    "account deletion": lambda account: ("DELETE", {"password": account.password}, 204),
+    "logout": lambda account: ("POST", None, 204),
+}
+
+
+@pytest.mark.parametrize("change", SIGNING_OUT)
+async def test_a_signed_out_token_is_refused_at_once_though_its_account_was_cached(client, sign_up, change):
+    account = await sign_up()
+    other_session = (await log_in(client, account.username, account.password)).json()["access_token"]
+    for token in (account.token, other_session):  # the account is in the cache now
+        assert (await client.get(ME, headers=bearer(token))).status_code == 200
+    method, body, status = SIGNING_OUT[change](account)
+    path = LOGOUT if change == "logout" else ME
+
+    response = await client.request(method, path, json=body, headers=account.headers)
+
+    assert response.status_code == status, response.text
+    assert_unauthorized(await client.get(ME, headers=account.headers))
+    # A logout revokes one token; the other two changes every token of the account.
+    expected = 200 if change == "logout" else 401
+    assert (await client.get(ME, headers=bearer(other_session))).status_code == expected
+
+
+async def test_a_profile_change_is_what_the_next_request_sees(client, sign_up):
+    account = await sign_up()
+    assert (await client.get(ME, headers=account.headers)).json()["username"] == account.username
+    renamed = new_name("renamed")
+
+    changed = await client.patch(ME, json={"username": renamed, "bio": "New."}, headers=account.headers)
+
+    assert changed.status_code == 200, changed.text
+    shown = (await client.get(ME, headers=account.headers)).json()
+    assert (shown["username"], shown["bio"]) == (renamed, "New.")
+
+
+async def test_password_changes_in_a_row_each_sign_out_the_tokens_before(client, sign_up):
+    account = await sign_up()
+    password = account.password
+    for number in range(3):
+        token = (await log_in(client, account.username, password)).json()["access_token"]
+        assert (await client.get(ME, headers=bearer(token))).status_code == 200
+        new_password = f"password-number-{number}"
+        response = await client.patch(
+            ME, json={"password": new_password, "current_password": password}, headers=bearer(token)
+        )
+        assert response.status_code == 200, response.text
+        assert_unauthorized(await client.get(ME, headers=bearer(token)))
+        password = new_password
+
+
+class Outage(Cache):
+    """The in-process cache behind a switch: while `down`, every call raises, as a client of a cache
+    service that cannot be reached does; switched back, it holds what it held before."""
+
+    def __init__(self) -> None:
+        self.inner = InMemoryCache()
+        self.down = False
+
+    def _up(self) -> InMemoryCache:
+        if self.down:
+            raise ConnectionError("cache service unreachable")
+        return self.inner
+
+    async def set(self, key: str, value: str | bytes, expires_in: Any = None) -> None:
+        await self._up().set(key, value, expires_in)
+
+    async def get(self, key: str, renew_for: Any = None) -> bytes | None:
+        return await self._up().get(key, renew_for)
+
+    async def delete(self, key: str) -> None:
+        await self._up().delete(key)
+
+    async def delete_all(self) -> None:
+        await self._up().delete_all()
+
+    async def exists(self, key: str) -> bool:
+        return await self._up().exists(key)
+
+    async def expires_in(self, key: str) -> int | None:
+        return await self._up().expires_in(key)
+
+    async def incr(self, key: str, amount: int = 1, *, expires_in: int | None = None) -> int:
+        return await self._up().incr(key, amount, expires_in=expires_in)
+
+    async def increment_field(self, key: str, field: str, amount: int = 1) -> int:
+        return await self._up().increment_field(key, field, amount)
+
+    async def claim_fields(self, key: str, claim: str) -> dict[str, int]:
+        return await self._up().claim_fields(key, claim)
+
+    async def ping(self) -> None:
+        await self._up().ping()
+
+
+async def test_while_the_cache_is_down_outdated_tokens_are_refused_and_sign_outs_wait(
+    client, sign_up, make_settings
+):
+    cache = Outage()
+    async with AsyncTestClient(app=create_app(make_settings(), cache=cache)) as http:
+        account = await sign_up(on=http)
+        changed_before = await sign_up(on=http)
+        old_token = changed_before.token
+        assert (await http.get(ME, headers=bearer(old_token))).status_code == 200  # cached
+        new_password = "a-brand-new-password"
+        response = await http.patch(
+            ME,
+            json={"password": new_password, "current_password": changed_before.password},
+            headers=bearer(old_token),
+        )
+        assert response.status_code == 200, response.text
+        fresh = (await log_in(http, changed_before.username, new_password)).json()["access_token"]
+        assert (await http.get(ME, headers=account.headers)).status_code == 200  # cached
+
+        cache.down = True
+        # The database answers for the account: the token outdated before the outage stays refused.
+        assert_unauthorized(await http.get(ME, headers=bearer(old_token)))
+        assert (await http.get(ME, headers=bearer(fresh))).status_code == 200
+        assert (await http.get(ME, headers=account.headers)).status_code == 200
+        # A change that would sign every token out cannot be told to the other workers: refused,
+        # nothing changed.
+        for method, body in (
+            ("PATCH", {"password": "yet-another-password", "current_password": account.password}),
+            ("DELETE", {"password": account.password}),
+        ):
+            refused = await http.request(method, ME, json=body, headers=account.headers)
+            problem = assert_problem(refused, 503)
+            assert problem["type"] == "urn:clipdex:problem:cache-unavailable", problem
+            assert int(refused.headers["retry-after"]) >= 1
+        assert (await http.get(ME, headers=account.headers)).status_code == 200
+        # A profile change is made, and shown, cache or not.
+        renamed = await http.patch(ME, json={"bio": "During the outage."}, headers=account.headers)
+        assert renamed.status_code == 200, renamed.text
+
+        cache.down = False
+        shown = await http.get(ME, headers=account.headers)
+        assert shown.json()["bio"] == "During the outage."
+        assert_unauthorized(await http.get(ME, headers=bearer(old_token)))
+        assert (await log_in(http, account.username, account.password)).status_code == 200
 
 
 # ---------------------------------------------------------------- public profiles
