@@ -63,6 +63,12 @@ class Workload:
             return ["GET /"]
         if scenario == "detail_hit":
             return [f"GET /api/v1/videos/{id}" for id in self.hit_ids]
+        if scenario == "detail_hit_signed_in":
+            # The same cached videos, each read by one of the signed-in users in turn.
+            return [
+                f"GET /api/v1/videos/{id} {self.tokens[number % len(self.tokens)]}"
+                for number, id in enumerate(self.hit_ids)
+            ]
         if scenario == "detail_miss":
             chunk = self.miss_ids[run * self.miss_chunk : (run + 1) * self.miss_chunk]
             return [f"GET /api/v1/videos/{id}" for id in chunk]
@@ -87,6 +93,7 @@ class Workload:
 SCENARIOS = {
     "bare": "bare Litestar, GET / (the ceiling)",
     "detail_hit": "GET /api/v1/videos/{id}, cache hit",
+    "detail_hit_signed_in": "GET /api/v1/videos/{id}, cache hit, with a bearer token",
     "detail_miss": "GET /api/v1/videos/{id}, cache miss",
     "list_first_page": "GET /api/v1/videos (first page)",
     "like": "POST /api/v1/videos/{id}/like",
@@ -124,6 +131,7 @@ def prepare(app: str, workload: Workload, scenario: str) -> None:
     for search_known, the remembered query vectors."""
     warmers: dict[str, Callable[[], list[str]]] = {
         "detail_hit": lambda: [f"/api/v1/videos/{id}" for id in workload.hit_ids],
+        "detail_hit_signed_in": lambda: [f"/api/v1/videos/{id}" for id in workload.hit_ids],
         "list_first_page": lambda: ["/api/v1/videos"],
         "search_warm": lambda: [f"/api/v1/search?q={quote(query)}" for query in workload.warm_queries],
         "search_known": lambda: [
@@ -156,6 +164,8 @@ def summarise(runs: list[dict]) -> list[dict]:
     }
     summary = []
     for scenario, title in SCENARIOS.items():
+        if not any(run["scenario"] == scenario for run in runs):
+            continue  # left out with --only
         row: dict = {"scenario": scenario, "endpoint": title}
         for mode in CONNECTIONS:
             mine = [run for run in runs if run["scenario"] == scenario and run["mode"] == mode]
@@ -175,6 +185,17 @@ def summarise(runs: list[dict]) -> list[dict]:
         )
         summary.append(row)
     return summary
+
+
+def signed_in_share(runs: list[dict]) -> float | None:
+    """A cached read with a bearer token over the same read without one, at 16 connections: the
+    median of the rounds' ratios, each round's two runs measured a minute apart at most."""
+    rounds: dict[int, dict[str, float]] = {}
+    for run in runs:
+        if run["mode"] == "throughput" and run["scenario"] in ("detail_hit", "detail_hit_signed_in"):
+            rounds.setdefault(run["round"], {})[run["scenario"]] = run["rps"]
+    ratios = [pair["detail_hit_signed_in"] / pair["detail_hit"] for pair in rounds.values() if len(pair) == 2]
+    return statistics.median(ratios) if ratios else None
 
 
 def table(summary: list[dict]) -> str:
@@ -201,10 +222,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int)
     parser.add_argument("--seconds", type=int)
     parser.add_argument("--output", type=Path, help="write the figures here as JSON")
+    parser.add_argument(
+        "--only", nargs="+", choices=SCENARIOS, help="these scenarios only (the ceiling always runs)"
+    )
     args = parser.parse_args()
     videos = args.videos or (10_000 if args.quick else 100_000)
     rounds = args.rounds or (1 if args.quick else 3)
     seconds = args.seconds or (2 if args.quick else 5)
+    chosen = [name for name in SCENARIOS if not args.only or name == "bare" or name in args.only]
     if shutil.which("wrk") is None:
         sys.exit("bench.api needs wrk: `apt-get install wrk` (make bench installs it)")
 
@@ -232,7 +257,7 @@ def main() -> None:
         )
         rss_loaded = app.rss_mb()
         for round_ in range(rounds):
-            for scenario in SCENARIOS:
+            for scenario in chosen:
                 server: Server = bare if scenario == "bare" else app
                 for number, (mode, connections) in enumerate(CONNECTIONS.items()):
                     prepare(app.url, workload, scenario)
@@ -252,12 +277,15 @@ def main() -> None:
         "seconds_per_run": seconds,
         "server_rss_mb": {"after_start": round(rss_loaded), "after_runs": round(rss_after)},
         "summary": summary,
+        "signed_in_share_of_anonymous": signed_in_share(runs),
         "runs": runs,
     }
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(json.dumps(figures, indent=2))
     print(table(summary))
+    if (share := signed_in_share(runs)) is not None:
+        print(f"\ncached read with a bearer token: {share:.0%} of the same read without one")
     print(f"\nclipdex server RSS: {rss_loaded:.0f} MB after start, {rss_after:.0f} MB after the runs")
     shutil.rmtree(workdir, ignore_errors=True)
 

@@ -232,7 +232,7 @@ class ReadThroughCache:
         except Exception:
             _cache_failed("get")
             return None
-        CACHE_LOOKUPS.labels(result="hit" if value is not None else "miss").inc()
+        (_LOOKUP_MISSES if value is None else _LOOKUP_HITS).inc()
         return value
 
     async def put(self, key: str, value: bytes, ttl_seconds: int) -> None:
@@ -262,14 +262,19 @@ class ReadThroughCache:
 
         if self._flights is None:
             return await through_cache()
-        # The cache read is part of the flight: a request arriving while the first one's read is under
-        # way (a round trip to Upstash) joins it rather than computing after a miss of its own. A flight
-        # ends only once its value is stored, so a later request finds it in the cache.
+        # A hit needs no flight: with none running for the key, read it straight away.
+        if not self._flights.running(key) and (cached := await self.get(key)) is not None:
+            return cached, "hit"
+        # A miss reads again inside the flight: a request arriving while the first one's read is under
+        # way (a round trip to Upstash) joins it rather than computing after a miss of its own, and one
+        # whose flight ended meanwhile finds the value stored (a flight ends only once it is).
         (value, status), outcome = await self._flights.run(key, through_cache)
         return value, "shared" if outcome == "shared" and status == "miss" else status
 
 
 CACHE_LOOKUPS = Counter("clipdex_cache_lookups", "Read-through cache lookups.", ["result"])
+# Looked up once: labels() validates and locks on every call, on every cached read.
+_LOOKUP_HITS, _LOOKUP_MISSES = CACHE_LOOKUPS.labels(result="hit"), CACHE_LOOKUPS.labels(result="miss")
 CACHE_ERRORS = Counter(
     "clipdex_cache_errors", "Cache operations that failed and were skipped.", ["operation"]
 )

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 import time
-import uuid
 from typing import Any
 
 import msgspec
@@ -29,7 +29,8 @@ def request_id_of(scope: Scope) -> str:
         sent = next((value for name, value in scope.get("headers", ()) if name == b"x-request-id"), b"")
         request_id = sent.decode("latin-1")
         if not _CLIENT_REQUEST_ID.match(request_id):
-            request_id = uuid.uuid4().hex
+            # 128 random bits in hex, as uuid4().hex gives, without building a UUID: a fifth of the cost.
+            request_id = os.urandom(16).hex()
         state["request_id"] = request_id
     return request_id
 
@@ -64,20 +65,40 @@ class RequestContext:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            access_logger.info(
-                "%s %s %s %.1fms",
-                scope["method"],
-                scope["path"],
-                status,
-                (time.perf_counter() - started) * 1000,
-                extra={
-                    "method": scope["method"],
-                    "path": scope["path"],
-                    "status": status,
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                    "request_id": request_id,
-                },
-            )
+            if access_logger.isEnabledFor(logging.INFO):
+                duration_ms = (time.perf_counter() - started) * 1000
+                access_logger.handle(
+                    AccessRecord(scope["method"], scope["path"], status, duration_ms, request_id)
+                )
+
+
+class AccessRecord(logging.LogRecord):
+    """The access log's record of one request: what `access_logger.info(...)` with these fields as
+    `extra` would make, built for a fraction of the cost (LogRecord's constructor looks up the file,
+    module, thread, process and task of the call, which no clipdex format shows; they are left empty).
+    """
+
+    # The attributes a LogRecord always has, for formats that name them.
+    pathname = filename = module = ""
+    lineno = 0
+    funcName = threadName = processName = taskName = None
+    thread = process = None
+    exc_info = exc_text = stack_info = None
+    levelno = logging.INFO
+    levelname = "INFO"
+    msg = "%s %s %s %.1fms"
+
+    def __init__(self, method: str, path: str, status: int, duration_ms: float, request_id: str) -> None:
+        self.name = access_logger.name
+        self.created = time.time()
+        self.msecs = (self.created - int(self.created)) * 1000
+        self.relativeCreated = (self.created - logging._startTime) * 1000
+        self.args = (method, path, status, duration_ms)
+        self.method = method
+        self.path = path
+        self.status = status
+        self.duration_ms = round(duration_ms, 2)
+        self.request_id = request_id
 
 
 def printable(text: str) -> str:

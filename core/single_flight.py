@@ -42,6 +42,10 @@ class SingleFlight(Generic[T]):
         """Keys being computed now."""
         return len(self._flights)
 
+    def running(self, key: str) -> bool:
+        """Whether a computation of `key` is under way."""
+        return key in self._flights
+
     async def run(self, key: str, compute: Callable[[], Awaitable[T]]) -> tuple[T, Outcome]:
         """`compute()`'s value, computed here or by a concurrent caller with the same key."""
         flight = self._flights.get(key)
@@ -74,6 +78,10 @@ class SingleFlight(Generic[T]):
                 del self._flights[key]
 
 
+# Looked up once: labels() validates and locks on every call.
+_OUTCOMES = {outcome: FLIGHTS.labels(outcome=outcome) for outcome in ("leader", "shared", "alone")}
+
+
 def _counted(outcome: Outcome) -> Outcome:
-    FLIGHTS.labels(outcome=outcome).inc()
+    _OUTCOMES[outcome].inc()
     return outcome

@@ -6,7 +6,7 @@ import hashlib
 import uuid
 from datetime import UTC, datetime
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
 import msgspec
 import strawberry
@@ -309,8 +309,8 @@ class VideoReads:
         self.detail_ttl = settings.video_cache_ttl_seconds
         self.list_ttl = settings.list_cache_ttl_seconds
 
-    async def detail(self, video_id: uuid.UUID) -> tuple[bytes | None, CacheStatus]:
-        """The encoded VideoRead (None when no such video) and whether the cache had it (X-Cache)."""
+    async def detail(self, video_id: uuid.UUID) -> tuple[CachedVideo | None, CacheStatus]:
+        """The video as cached (None when no such video) and whether the cache had it (X-Cache)."""
         generation = await self.cache.generation(f"video:{video_id}")
 
         async def load() -> bytes:
@@ -318,9 +318,12 @@ class VideoReads:
             # An empty entry remembers "no such video" too, so probing unknown ids stays cheap.
             return msgspec.json.encode(_video_from_values(rows[0].values(), VideoRead)) if rows else b""
 
-        key = None if generation is None else f"videos:detail:{video_id}:{generation}"
-        encoded, status = await self.cache.read(key, load, self.detail_ttl)
-        return (encoded or None), status
+        async def entry() -> bytes:
+            return CachedVideo.entry(await load())
+
+        key = None if generation is None else f"videos:video:{video_id}:{generation}"
+        cached, status = await self.cache.read(key, entry, self.detail_ttl)
+        return CachedVideo.of(cached), status
 
     async def changed(self, *video_ids: uuid.UUID, lists: bool = True) -> None:
         await self.cache.bump(
@@ -341,15 +344,61 @@ class VideoReads:
         return await self.cache.read(key, encoded_page, self.list_ttl)
 
 
+class CachedVideo(NamedTuple):
+    """A detail cache entry: the encoded VideoRead with its ETag and what decides who may see it, so a
+    cached read neither decodes the video nor hashes it again.
+
+    Stored as one line `<etag> <visibility> <owner id>` and the encoded video after it; an empty entry
+    is "no such video".
+    """
+
+    encoded: bytes
+    etag: str
+    visibility: str
+    owner_id: str
+
+    @staticmethod
+    def entry(encoded: bytes) -> bytes:
+        if not encoded:
+            return b""
+        video = msgspec.json.decode(encoded, type=_WhoMaySee)
+        etag = '"' + hashlib.sha256(encoded).hexdigest()[:32] + '"'
+        return f"{etag} {video.visibility} {video.owner_id}\n".encode() + encoded
+
+    @classmethod
+    def of(cls, entry: bytes) -> CachedVideo | None:
+        if not entry:
+            return None
+        head, _, encoded = entry.partition(b"\n")
+        etag, visibility, owner_id = head.decode().split(" ")
+        return cls(encoded, etag, visibility, owner_id)
+
+    def visible_to(self, viewer: User | None) -> bool:
+        # can_see's rule, on the entry's line rather than a decoded video.
+        return self.visibility != "private" or (viewer is not None and str(viewer.id) == self.owner_id)
+
+
+class _WhoMaySee(msgspec.Struct):
+    visibility: str
+    owner_id: uuid.UUID
+
+
+async def visible_entry(
+    reads: VideoReads, video_id: uuid.UUID, viewer: User | None
+) -> tuple[CachedVideo, CacheStatus]:
+    """The video's cache entry if this viewer may see it; 404 otherwise, so private ids do not leak."""
+    video, cache_status = await reads.detail(video_id)
+    if video is None or not video.visible_to(viewer):
+        raise NotFound("No video with that id.")
+    return video, cache_status
+
+
 async def visible_video(
     reads: VideoReads, video_id: uuid.UUID, viewer: User | None
 ) -> tuple[VideoRead, bytes, CacheStatus]:
     """The video if this viewer may see it; 404 otherwise, so private ids do not leak."""
-    encoded, cache_status = await reads.detail(video_id)
-    video = msgspec.json.decode(encoded, type=VideoRead) if encoded else None
-    if video is None or not can_see(video, viewer):
-        raise NotFound("No video with that id.")
-    return video, encoded, cache_status
+    video, cache_status = await visible_entry(reads, video_id, viewer)
+    return msgspec.json.decode(video.encoded, type=VideoRead), video.encoded, cache_status
 
 
 async def owned_video(reads: VideoReads, video_id: uuid.UUID, viewer: User) -> VideoRead:
@@ -808,11 +857,10 @@ async def read_video(
     ] = None,
 ) -> Response[VideoRead]:
     """Public and unlisted videos for anyone, private ones for their owner. Supports `If-None-Match`."""
-    _, encoded, cache_status = await visible_video(video_reads, video_id, optional_user(request))
-    etag = '"' + hashlib.sha256(encoded).hexdigest()[:32] + '"'
-    if if_none_match and etag in if_none_match:
-        return Response(b"", status_code=304, headers={"ETag": etag, "X-Cache": cache_status})
-    return _json(encoded, cache_status=cache_status, etag=etag)
+    video, cache_status = await visible_entry(video_reads, video_id, optional_user(request))
+    if if_none_match and video.etag in if_none_match:
+        return Response(b"", status_code=304, headers={"ETag": video.etag, "X-Cache": cache_status})
+    return _json(video.encoded, cache_status=cache_status, etag=video.etag)
 
 
 @patch(
