@@ -8,7 +8,8 @@ for the video in; that last call is measured with and without. Every request car
 (20 signed-in users in turn, each with a few likes), on the embedded default (SQLite, the in-process
 cache, the embedded index) with a bench/catalogue.py catalogue, production settings, one uvicorn
 worker. The same 200 pages are replayed, each read once right before every run, so the caches are
-warm for both APIs alike.
+warm for both APIs alike. Two more scenarios show what a GraphQL request costs around the same
+cached read: the video's own fields alone, against GET /api/v1/videos/{id}.
 
 wrk replays the pages (bench/wrk/pages.lua), each request sent when the one before it was answered:
 at 16 connections for pages/s (the server saturated; a page's requests then go out on several
@@ -49,10 +50,19 @@ VIDEO_PAGE_QUERY = (
     " owner { id username } similar(first: 5) { id title thumbnailUrl durationSeconds } likedByMe } }"
 )
 
+# The video's own fields alone, without the owner, similar videos and like state around them.
+VIDEO_ONLY_QUERY = (
+    "query VideoOnly($id: ID!) { video(id: $id) {"
+    " id title description url thumbnailUrl durationSeconds tags visibility likeCount viewCount } }"
+)
+
 SCENARIOS = {
     "graphql": "GraphQL: one POST /graphql",
     "rest_like_state": "REST: video + owner + similar + my likes (4 calls)",
     "rest": "REST: video + owner + similar, no like state (3 calls)",
+    # What a request costs around the same cached read: GraphQL's fixed part against REST's.
+    "graphql_video": "GraphQL: the video's own fields only",
+    "rest_video": "REST: GET /api/v1/videos/{id} only",
 }
 
 
@@ -73,9 +83,13 @@ class Pages:
         pages = []
         for number, id in enumerate(self.video_ids):
             token = self.tokens[number % len(self.tokens)]
-            if scenario == "graphql":
-                body = json.dumps({"query": VIDEO_PAGE_QUERY, "variables": {"id": id}})
+            if scenario in ("graphql", "graphql_video"):
+                query = VIDEO_PAGE_QUERY if scenario == "graphql" else VIDEO_ONLY_QUERY
+                body = json.dumps({"query": query, "variables": {"id": id}})
                 pages.append([("POST", "/graphql", token, body)])
+                continue
+            if scenario == "rest_video":
+                pages.append([("GET", f"/api/v1/videos/{id}", token, "")])
                 continue
             page = [
                 ("GET", f"/api/v1/videos/{id}", token, ""),
@@ -237,6 +251,13 @@ def main() -> None:
         print(
             f"GraphQL vs the 4 REST calls: {pages_ratio:.2f}x the pages/s at 16 connections, "
             f"{latency_ratio:.2f}x the page p50 at 1 connection"
+        )
+    if {"graphql_video", "rest_video"} <= set(chosen):
+        reads_ratio = ratio(runs, "throughput", "pages_per_s", "graphql_video", "rest_video")
+        latency_ratio = ratio(runs, "latency", "page_p50_us", "graphql_video", "rest_video")
+        print(
+            f"The video alone, GraphQL vs REST: {reads_ratio:.2f}x the requests/s at 16 connections, "
+            f"{latency_ratio:.2f}x the p50 at 1 connection"
         )
     shutil.rmtree(workdir, ignore_errors=True)
 
