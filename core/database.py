@@ -37,8 +37,11 @@ class PooledSQLiteEngine(SQLiteEngine):
     Lending holds no asyncio primitive, so one engine can serve several event loops in a process.
     """
 
-    def __init__(self, path: str, timeout: float, idle_connections: int = 8) -> None:
+    def __init__(
+        self, path: str, timeout: float, idle_connections: int = 8, synchronous: str = "FULL"
+    ) -> None:
         super().__init__(path=path, timeout=timeout)
+        self.synchronous = synchronous
         self._idle: list[aiosqlite.Connection] = []
         self._idle_limit = idle_connections
         self._closing: set[asyncio.Task[None]] = set()
@@ -69,6 +72,8 @@ class PooledSQLiteEngine(SQLiteEngine):
         await connection
         connection.row_factory = dict_factory  # type: ignore[assignment]
         await connection.execute("PRAGMA foreign_keys = 1")
+        # Per connection, not stored in the file (see Settings.sqlite_synchronous).
+        await connection.execute(f"PRAGMA synchronous = {self.synchronous}")
         return connection
 
     async def release(self, connection: aiosqlite.Connection, *, reusable: bool = True) -> None:
@@ -387,7 +392,7 @@ def build_engine(settings: Settings) -> Engine:
         path.parent.mkdir(parents=True, exist_ok=True)
         # `timeout` is sqlite3's busy timeout: a writer waits for the lock instead of failing at once.
         engine = _ENGINES[settings.database_url] = PooledSQLiteEngine(
-            path=str(path), timeout=settings.sqlite_busy_timeout_seconds
+            path=str(path), timeout=settings.sqlite_busy_timeout_seconds, synchronous=settings.sqlite_synchronous
         )
         return engine
     return OutageAwarePostgresEngine(config={"dsn": settings.database_url})

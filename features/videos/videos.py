@@ -625,26 +625,47 @@ async def delete_video(video_id: uuid.UUID, engine: Engine) -> None:
 _INSERT_LIKE = 'INSERT INTO video_likes (id, "user", video, created_at) VALUES ({}, {}, {}, {}) ON CONFLICT DO NOTHING RETURNING id'
 
 
+# A like's statements, compiled once (see PreparedQuery): a like is two statements in its transaction.
+_ADD_LIKE = PreparedQuery(VideoLike, lambda _, *values: VideoLike.raw(_INSERT_LIKE, *values))
+_REMOVE_LIKE = PreparedQuery(
+    VideoLike,
+    lambda _, video_id, user_id: (
+        VideoLike.delete()
+        .where((VideoLike.video == video_id) & (VideoLike.user == user_id))
+        .returning(VideoLike.id)
+    ),
+)
+# Shaped by the step, +1 or -1.
+_MOVE_LIKE_COUNT = PreparedQuery(
+    Video,
+    lambda step, video_id: (
+        Video.update({Video.like_count: Video.like_count + step})
+        .where(Video.id == video_id)
+        .returning(Video.like_count)
+    ),
+)
+_LIKE_COUNT = PreparedQuery(
+    Video, lambda _, video_id: Video.select(Video.like_count).where(Video.id == video_id)
+)
+
+
 async def set_like(video_id: uuid.UUID, user: User, liked: bool, engine: Engine) -> LikeState:
     """Like or unlike, idempotently; the count moves only when the like row really appeared or went.
 
     The count is adjusted with `like_count = like_count ± 1` in the same transaction as the row, so
-    it stays exact under concurrent likes from many users on both engines.
+    it stays exact under concurrent likes from many users on both engines; the UPDATE returns the new
+    count, so a like that changes something is two statements.
     """
     async with write_transaction(engine):
         if liked:
-            changed = await VideoLike.raw(_INSERT_LIKE, uuid.uuid4(), user.id, video_id, datetime.now(UTC))
+            changed = await _ADD_LIKE.rows(uuid.uuid4(), user.id, video_id, datetime.now(UTC))
         else:
-            changed = (
-                await VideoLike.delete()
-                .where((VideoLike.video == video_id) & (VideoLike.user == user.id))
-                .returning(VideoLike.id)
-            )
+            changed = await _REMOVE_LIKE.rows(video_id, user.id)
         if changed:
-            step = 1 if liked else -1
-            await Video.update({Video.like_count: Video.like_count + step}).where(Video.id == video_id)
-        row = await Video.select(Video.like_count).where(Video.id == video_id).first()
-    return LikeState(liked=liked, like_count=row["like_count"] if row else 0)
+            rows = await _MOVE_LIKE_COUNT.rows(video_id, shape=1 if liked else -1)
+        else:
+            rows = await _LIKE_COUNT.rows(video_id)
+    return LikeState(liked=liked, like_count=rows[0]["like_count"] if rows else 0)
 
 
 async def delete_account(user_id: uuid.UUID, engine: Engine, reads: VideoReads) -> None:

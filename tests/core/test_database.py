@@ -187,3 +187,17 @@ async def test_a_prepared_query_in_a_transaction_runs_on_its_connection(engine: 
             assert [row["size"] for row in await _BY_NAME.rows("new")] == [3]
             raise _RolledBack
     assert await _BY_NAME.rows("new") == []
+
+
+@pytest.mark.parametrize("synchronous", ["NORMAL", "FULL"])
+async def test_pooled_connections_use_the_configured_synchronous_mode(
+    tmp_path: Path, synchronous: str
+) -> None:
+    engine = PooledSQLiteEngine(path=str(tmp_path / "sync.sqlite3"), timeout=5, synchronous=synchronous)
+    try:
+        # PRAGMA synchronous answers 1 for NORMAL, 2 for FULL.
+        assert await engine.run_ddl("PRAGMA synchronous") == [
+            {"synchronous": {"NORMAL": 1, "FULL": 2}[synchronous]}
+        ]
+    finally:
+        await close_database(engine)
