@@ -36,11 +36,14 @@ reindex: migrate
 	$(BIN)/litestar --app app:create_app reindex
 
 # The start-up check first: a search index another clipdex holds is one line, before anything else runs.
+# uvicorn's own reloader serves: its watching process imports no app code. `litestar run --reload`
+# built the whole app, model included (~310 MB), in a process of its own just to find it, then ran
+# this same command (BENCHMARKS.md, "The dev server").
 run: $(INSTALLED)
 	$(BIN)/python -m core.startup --workers 1 >/dev/null
 	$(MIGRATE)
 	$(BIN)/litestar --app app:create_app seed --if-empty
-	$(BIN)/litestar --app app:create_app run --reload --host $(HOST) --port $(PORT)
+	$(BIN)/uvicorn --factory app:create_app --reload --host $(HOST) --port $(PORT)
 
 # The GraphQL schema as the code builds it (tests/features/test_graphql_api.py checks the two agree).
 schema.graphql: $(INSTALLED)
