@@ -75,15 +75,23 @@ def reset_peak() -> None:
     Path("/proc/self/clear_refs").write_text("5")
 
 
-def retune(index: EmbeddedVectorIndex, expansion_search: int, oversample: int) -> bool:
+def retune(
+    index: EmbeddedVectorIndex, expansion_search: int, oversample: int, reference_rows: int | None = None
+) -> bool:
     """Search the built graph with other settings (the bench reaches in; the engine takes them at
-    construction). False when the namespace has no graph."""
+    construction): by default exactly `expansion_search` wide, not scaled to the graph's size. False
+    when the namespace has no graph."""
     namespace = index._memory.namespaces[DEFAULT_NAMESPACE]
     if namespace.ann is None:
         return False
-    namespace.ann.index.expansion_search = expansion_search
-    ann = dataclasses.replace(namespace.options.ann, expansion_search=expansion_search, oversample=oversample)
+    ann = dataclasses.replace(
+        namespace.options.ann,
+        expansion_search=expansion_search,
+        oversample=oversample,
+        expansion_reference_rows=reference_rows or len(namespace),
+    )
     namespace.options = dataclasses.replace(namespace.options, ann=ann)
+    namespace.ann.settings = ann
     return True
 
 
@@ -206,7 +214,7 @@ async def measure(
                         "recall": found,
                     }
                 )
-        retune(index, ann.expansion_search, ann.oversample)
+        retune(index, ann.expansion_search, ann.oversample, ann.expansion_reference_rows)
         before_save = memory_mb()["VmRSS"]
         reset_peak()
         began = time.perf_counter()
@@ -255,6 +263,7 @@ async def measure(
         "first_insert_after_load_extra_mb": loaded["first_insert_extra_mb"],
         "ru_maxrss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "sweep": swept,
+        "expansion_search_used": ann.expansion_for(count) if count >= ann_min_rows else None,
         "save_s": round(save, 2),
         "load_s": loaded["load_s"],
         "query_p50_after_load_ms": percentiles(after_load)[0],

@@ -148,36 +148,6 @@ async def test_a_profile_change_through_one_worker_is_what_the_other_shows(worke
     assert (await b.get(f"{API}/users/me", headers=account.headers)).json()["bio"] == "Changed on A."
 
 
-@pytest.mark.parametrize("change", ["password", "deletion"])
-async def test_a_change_signing_every_token_out_through_one_worker_is_refused_by_the_other(workers, change):
-    a, b = workers
-    account = await register(a)
-    # Worker B has answered the token, so the account is in the cache it reads.
-    assert (await b.get(f"{API}/users/me", headers=account.headers)).status_code == 200
-
-    if change == "password":
-        body = {"password": "a-brand-new-password", "current_password": account.password}
-        response = await a.patch(f"{API}/users/me", json=body, headers=account.headers)
-    else:
-        body = {"password": account.password}
-        response = await a.request("DELETE", f"{API}/users/me", json=body, headers=account.headers)
-
-    assert response.status_code in (200, 204), response.text
-    assert (await b.get(f"{API}/users/me", headers=account.headers)).status_code == 401
-    assert (await a.get(f"{API}/users/me", headers=account.headers)).status_code == 401
-
-
-async def test_a_profile_change_through_one_worker_is_what_the_other_shows(workers):
-    a, b = workers
-    account = await register(a)
-    assert (await b.get(f"{API}/users/me", headers=account.headers)).json()["bio"] == ""
-
-    changed = await a.patch(f"{API}/users/me", json={"bio": "Changed on A."}, headers=account.headers)
-
-    assert changed.status_code == 200, changed.text
-    assert (await b.get(f"{API}/users/me", headers=account.headers)).json()["bio"] == "Changed on A."
-
-
 async def test_a_like_through_one_worker_is_counted_through_the_other(workers):
     a, b = workers
     owner, fan, other_fan = await register(a), await register(b), await register(a)

@@ -274,3 +274,30 @@ async def test_reported_index_size_follows_writes_to_the_graph():
     assert grown > first
     await index.delete([f"r{i}" for i in range(900)])
     assert (await index.info()).index_size < grown
+
+
+def test_the_search_width_grows_with_the_square_root_of_the_graph_past_its_reference_size():
+    settings = AnnSettings(expansion_search=96, expansion_reference_rows=100_000)
+    assert settings.expansion_for(10) == settings.expansion_for(100_000) == 96
+    assert settings.expansion_for(400_000) == 192
+    assert settings.expansion_for(1_000_000) == 304  # ceil(96 * sqrt(10))
+    widths = [settings.expansion_for(rows) for rows in range(100_000, 2_000_000, 50_000)]
+    assert widths == sorted(widths)
+
+
+async def test_a_growing_graph_is_searched_wider_and_a_shrinking_one_narrower():
+    settings = AnnSettings(expansion_search=32, expansion_reference_rows=500)
+    index = index_of(ann=settings)
+    vectors = clustered(2000)
+    await index.upsert(records(vectors[:400]))
+    await top(index, vectors[0])
+    graph = index._memory.get("").ann
+    assert graph.index.expansion_search == 32
+    await index.upsert(records(vectors[400:], start=400))
+    await top(index, vectors[0])
+    graph = index._memory.get("").ann
+    assert graph.index.expansion_search == settings.expansion_for(2000) == 64
+    await index.delete([f"r{i}" for i in range(1000, 2000)])
+    await top(index, vectors[0])
+    graph = index._memory.get("").ann
+    assert graph.index.expansion_search == settings.expansion_for(len(graph)) < 64
