@@ -21,7 +21,9 @@ API = "/api/v1"
 VIDEOS = f"{API}/videos"
 MY_LIKES = f"{API}/users/me/likes"
 PROBLEM_JSON = "application/problem+json"
-VIEWS_FLUSH_JOB = "views.flush"  # the job writing buffered views (app.register_jobs)
+# Periodic jobs (app.register_jobs): writing buffered views, and indexing what no job announced.
+VIEWS_FLUSH_JOB = "views.flush"
+OUTBOX_SWEEP_JOB = "search.outbox-sweep"
 SUMMARY_FIELDS = {
     "id",
     "owner_id",
@@ -69,22 +71,22 @@ async def serve_here(
 
 
 @asynccontextmanager
-async def scheduled_flushes_held(backend: Backend) -> AsyncIterator[None]:
-    """No scheduled view flush inside the block, for a test that looks at views not yet written.
-
-    With QStash the views.flush schedule (QStash's clock, not the app's) is paused for the block and
-    resumed after it; in process, the test's flush interval alone says when the loop flushes.
+async def schedule_paused(backend: Backend, job: str, *, resume: bool = True) -> AsyncIterator[None]:
+    """With QStash, periodic job `job` (its QStash schedule, on QStash's clock, not the app's) paused
+    inside the block and resumed after it, unless `resume` is false (the next test's QStash starts
+    empty anyway). In process it changes nothing: the test's interval alone says when the loop runs.
     """
     if backend.qstash is None:
         yield
         return
     schedules = backend.qstash.client.schedule
-    schedule_id = SCHEDULE_ID_PREFIX + VIEWS_FLUSH_JOB
+    schedule_id = SCHEDULE_ID_PREFIX + job
     await asyncio.to_thread(schedules.pause, schedule_id)
     try:
         yield
     finally:
-        await asyncio.to_thread(schedules.resume, schedule_id)
+        if resume:
+            await asyncio.to_thread(schedules.resume, schedule_id)
 
 
 def video_url(video_id: str) -> str:
