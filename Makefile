@@ -38,12 +38,13 @@ reindex: migrate
 # The start-up check first: a search index another clipdex holds is one line, before anything else runs.
 # uvicorn's own reloader serves: its watching process imports no app code. `litestar run --reload`
 # built the whole app, model included (~310 MB), in a process of its own just to find it, then ran
-# this same command (BENCHMARKS.md, "The dev server").
+# this same command. Two malloc arenas instead of one per thread: the indexing threads' freed buffers
+# otherwise stay in the worker, ~80 MB after indexing the demo catalogue (BENCHMARKS.md, section 7).
 run: $(INSTALLED)
 	$(BIN)/python -m core.startup --workers 1 >/dev/null
 	$(MIGRATE)
 	$(BIN)/litestar --app app:create_app seed --if-empty
-	$(BIN)/uvicorn --factory app:create_app --reload --host $(HOST) --port $(PORT)
+	MALLOC_ARENA_MAX=2 exec $(BIN)/uvicorn --factory app:create_app --reload --host $(HOST) --port $(PORT)
 
 # The GraphQL schema as the code builds it (tests/features/test_graphql_api.py checks the two agree).
 schema.graphql: $(INSTALLED)
