@@ -326,3 +326,76 @@ def test_reindex_refuses_an_upstash_vector_index_of_the_wrong_dimension_in_one_l
     assert result.returncode == 2, result.stdout + result.stderr
     line = _the_one_line(result.stdout + result.stderr)
     assert "its dimension is 128, expected 384" in line, line
+
+
+# ---------------------------------------------------------------- make run, the dev server
+
+
+def _session(session: int) -> dict[int, str]:
+    """The processes of one session (make run's, started in a session of its own): pid -> command."""
+    processes = {}
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and os.getsid(int(entry.name)) == session:
+                processes[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:  # gone meanwhile
+            continue
+    return processes
+
+
+def _loaded_onnxruntime(pid: int) -> bool:
+    return "onnxruntime" in Path(f"/proc/{pid}/maps").read_text()
+
+
+def _serving(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/health", timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def _until(condition, seconds: float, log: Path) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, log.read_text()[-3000:]
+        time.sleep(0.25)
+
+
+def test_make_run_reloads_a_changed_file_through_a_reloader_that_never_loads_the_model(tmp_path):
+    port = _free_port()
+    environ = child_environ(
+        database_url=f"sqlite:///{tmp_path}/dev.sqlite3", vector_index_path=tmp_path / "vector-index"
+    )
+    environ = {k: v for k, v in environ.items() if k not in {"MAKELEVEL", "MAKEFLAGS", "MFLAGS"}}
+    log = tmp_path / "make-run.log"
+    with log.open("w") as output:
+        make = subprocess.Popen(
+            ["make", "-s", "-o", ".venv/.installed", "run", f"PORT={port}"],
+            cwd=ROOT,
+            env=environ,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    probe = ROOT / "features" / f"_reload_probe_{secrets.token_hex(4)}.py"
+    try:
+        _until(lambda: _serving(url), 300, log)
+        processes = _session(make.pid)
+        assert not [command for command in processes.values() if "litestar" in command and " run" in command]
+        (reloader,) = [
+            pid for pid, command in processes.items() if "uvicorn" in command and "--reload" in command
+        ]
+        workers = [pid for pid in processes if pid != reloader and _loaded_onnxruntime(pid)]
+        assert len(workers) == 1, processes  # the model is in the worker alone
+        assert not _loaded_onnxruntime(reloader)
+
+        started = log.read_text().count("Started server process")
+        probe.write_text("")  # a new module under a watched directory
+        _until(lambda: log.read_text().count("Started server process") > started and _serving(url), 120, log)
+        assert "Reloading" in log.read_text()
+        assert not _loaded_onnxruntime(reloader)
+    finally:
+        probe.unlink(missing_ok=True)
+        os.killpg(make.pid, signal.SIGTERM)
+        make.wait(timeout=EXIT_SECONDS)
