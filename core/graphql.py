@@ -3,16 +3,20 @@
 The features write their GraphQL types and resolvers beside their REST handlers, calling the same
 feature functions; this module holds what they share: the request context (the viewer of the same
 bearer token, the app's objects, per-request DataLoaders), Relay-style connections, the limits that
-refuse a hostile query before any resolver runs, the error format (a Problem's type as
-`extensions.code`), and the two routes. It imports no feature: app.py hands the types and objects in.
+refuse a hostile query before any resolver runs (each distinct document parsed and validated once per
+process, the limit that depends on the variables checked per request), the error format (a Problem's
+type as `extensions.code`), and the two routes. It imports no feature: app.py hands the types and objects in.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from inspect import isawaitable
 from typing import Any, Generic, TypeVar
 
 import click
@@ -20,36 +24,38 @@ import msgspec
 import strawberry
 from click import Group
 from graphql import (
+    DocumentNode,
+    ExecutionResult,
     FieldNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
     GraphQLError,
+    GraphQLSchema,
     InlineFragmentNode,
     IntValueNode,
     OperationDefinitionNode,
     SelectionSetNode,
     Undefined,
-    ValidationContext,
-    ValidationRule,
     VariableNode,
+    execute,
     get_named_type,
+    parse,
+    specified_rules,
+    validate,
 )
 from litestar import Request, Response, get, post
 from litestar.handlers import HTTPRouteHandler
 from litestar.params import JSONBody
 from litestar.plugins import CLIPluginProtocol
 from strawberry.dataloader import DataLoader
-from strawberry.extensions import (
-    DisableIntrospection,
-    MaxAliasesLimiter,
-    MaxTokensLimiter,
-    QueryDepthLimiter,
-    SchemaExtension,
-)
+from strawberry.exceptions import MissingQueryError
+from strawberry.execution import optimized_is_awaitable
+from strawberry.extensions import DisableIntrospection, MaxAliasesLimiter, QueryDepthLimiter
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
+from strawberry.schema.schema import validate_document
 from strawberry.tools import merge_types
-from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
+from strawberry.utils.operation import get_first_operation, get_operation_type
 
 from core.auth import optional_user
 from core.errors import (
@@ -180,86 +186,141 @@ def converted(value: Any, struct: type[T]) -> T:
         raise InvalidInput(error.field, error.message, source="graphql") from None
 
 
-# ---------------------------------------------------------------- limits
+# ---------------------------------------------------------------- limits and prepared documents
+
+# Each distinct document is parsed and checked once per process (the checks depend on the document and
+# the schema only): a client sends the same few documents with different variables. Bounded, so a
+# client sending ever new documents costs memory no more than this; longer documents are not kept.
+CACHED_DOCUMENTS = 256
+CACHED_DOCUMENT_LENGTH = 10_000
 
 
-def _first_argument(node: FieldNode, default: Any, variables: Mapping[str, Any]) -> Any:
-    for argument in node.arguments or ():
-        if argument.name.value == "first":
-            if isinstance(argument.value, IntValueNode):
-                return int(argument.value.value)
-            if isinstance(argument.value, VariableNode):
-                return variables.get(argument.value.name.value, default)
-    return default
+@dataclass(frozen=True, slots=True, eq=False)
+class _ListField:
+    """A field taking `first` in a document: where its size comes from, and the lists inside it."""
+
+    node: FieldNode
+    literal: int | None  # first: 20
+    variable: str | None  # first: $n
+    default: Any  # the argument's default in the schema
+    inner: _Lists
 
 
-def _list_items_rule(variables: Mapping[str, Any]) -> type[ValidationRule]:
-    """A validation rule counting the items a query's lists may return, nested lists multiplied by the
-    pages around them, with `first` (or its default) as each list's size."""
+# The list fields of a selection: a fragment's are one tuple shared by all its spreads, so a document
+# spreading fragments in fragments is counted in time linear in its size.
+_Lists = tuple["_ListField | _Lists", ...]
 
-    class ListItems(ValidationRule):
-        def __init__(self, context: ValidationContext) -> None:
-            super().__init__(context)
-            document = context.document
-            self._fragments = {
-                d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
-            }
-            for definition in document.definitions:
-                if not isinstance(definition, OperationDefinitionNode):
+
+def _list_fields(document: DocumentNode, schema: GraphQLSchema) -> list[tuple[dict[str, int], _Lists]]:
+    """Each operation's fields taking `first`, with the lists nested in them (fragments followed), and
+    the defaults of its Int variables."""
+    fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
+    spread: dict[str, _Lists] = {}
+
+    def lists(selections: SelectionSetNode, parent: Any, visiting: frozenset[str]) -> _Lists:
+        found: list[_ListField | _Lists] = []
+        for selection in selections.selections:
+            if isinstance(selection, FieldNode):
+                field = parent.fields.get(selection.name.value) if hasattr(parent, "fields") else None
+                if field is None:
+                    continue  # not in the schema: validation says so
+                inner = (
+                    lists(selection.selection_set, get_named_type(field.type), visiting)
+                    if selection.selection_set is not None
+                    else ()
+                )
+                if "first" not in field.args:
+                    found.append(inner)
                     continue
-                root = context.schema.get_root_type(definition.operation)
-                if root is None:
-                    continue
-                items = self._items(definition.selection_set, root, 1, frozenset())
-                if items > MAX_LIST_ITEMS:
-                    self.report_error(
-                        GraphQLError(
-                            f"This query may return {items} list items, more than the {MAX_LIST_ITEMS}"
-                            " allowed: ask for smaller pages (first) inside lists.",
-                            extensions={"code": INVALID_QUERY, "status": 400},
-                        )
-                    )
+                default = field.args["first"].default_value
+                literal = variable = None
+                for argument in selection.arguments or ():
+                    if argument.name.value == "first":
+                        if isinstance(argument.value, IntValueNode):
+                            literal = int(argument.value.value)
+                        elif isinstance(argument.value, VariableNode):
+                            variable = argument.value.name.value
+                found.append(
+                    _ListField(selection, literal, variable, None if default is Undefined else default, inner)
+                )
+            elif isinstance(selection, InlineFragmentNode):
+                condition = selection.type_condition
+                scope = schema.get_type(condition.name.value) if condition else parent
+                found.append(lists(selection.selection_set, scope or parent, visiting))
+            elif isinstance(selection, FragmentSpreadNode):
+                name = selection.name.value
+                fragment = fragments.get(name)
+                if fragment is None or name in visiting:
+                    continue  # unknown or cyclic: validation says so
+                if name not in spread:
+                    scope = schema.get_type(fragment.type_condition.name.value)
+                    spread[name] = lists(fragment.selection_set, scope or parent, visiting | {name})
+                found.append(spread[name])
+        return tuple(found)
 
-        def _items(
-            self, selections: SelectionSetNode, parent: Any, multiplier: int, fragments: frozenset[str]
-        ) -> int:
-            total = 0
-            for selection in selections.selections:
-                if isinstance(selection, FieldNode):
-                    field = parent.fields.get(selection.name.value) if hasattr(parent, "fields") else None
-                    if field is None:
-                        continue  # not in the schema: validation says so
-                    inner = multiplier
-                    if "first" in field.args:
-                        default = field.args["first"].default_value
-                        first = _first_argument(
-                            selection, None if default is Undefined else default, variables
-                        )
-                        if isinstance(first, int) and first > MAX_PAGE_SIZE:
-                            self.report_error(_first_too_large(selection))
-                        size = min(first, MAX_PAGE_SIZE) if isinstance(first, int) else MAX_PAGE_SIZE
-                        inner = multiplier * max(size, 0)
-                        total += inner
-                    if selection.selection_set is not None:
-                        total += self._items(
-                            selection.selection_set, get_named_type(field.type), inner, fragments
-                        )
-                elif isinstance(selection, InlineFragmentNode):
-                    condition = selection.type_condition
-                    scope = self.context.schema.get_type(condition.name.value) if condition else parent
-                    total += self._items(selection.selection_set, scope or parent, multiplier, fragments)
-                elif isinstance(selection, FragmentSpreadNode):
-                    name = selection.name.value
-                    fragment = self._fragments.get(name)
-                    if fragment is None or name in fragments:
-                        continue  # unknown or cyclic: validation says so
-                    scope = self.context.schema.get_type(fragment.type_condition.name.value)
-                    total += self._items(
-                        fragment.selection_set, scope or parent, multiplier, fragments | {name}
-                    )
-            return total
+    operations = []
+    for definition in document.definitions:
+        if isinstance(definition, OperationDefinitionNode):
+            root = schema.get_root_type(definition.operation)
+            if root is not None:
+                defaults = {
+                    variable.variable.name.value: int(variable.default_value.value)
+                    for variable in definition.variable_definitions or ()
+                    if isinstance(variable.default_value, IntValueNode)
+                }
+                operations.append((defaults, lists(definition.selection_set, root, frozenset())))
+    return operations
 
-    return ListItems
+
+def _list_items_errors(
+    operations: Sequence[tuple[dict[str, int], _Lists]], variables: Mapping[str, Any]
+) -> list[GraphQLError]:
+    """This request's refusals of a `first` above the page size and of lists nested in lists that may
+    return more than MAX_LIST_ITEMS items together, each list counted at `first` (from the document, the
+    variables, the variable's default or the argument's), nested lists multiplied by the pages around
+    them."""
+    errors: list[GraphQLError] = []
+    for defaults, fields in operations:
+        total = _items(fields, variables, defaults, {}, errors)
+        if total > MAX_LIST_ITEMS:
+            errors.append(
+                GraphQLError(
+                    f"This query may return {total} list items, more than the {MAX_LIST_ITEMS}"
+                    " allowed: ask for smaller pages (first) inside lists.",
+                    extensions={"code": INVALID_QUERY, "status": 400},
+                )
+            )
+    return errors
+
+
+def _items(
+    entries: _Lists,
+    variables: Mapping[str, Any],
+    defaults: Mapping[str, int],
+    counted: dict[int, int],
+    errors: list[GraphQLError],
+) -> int:
+    """The items these lists may return per item of the list around them: each list's items and the
+    items of the lists in those (a fragment's counted once, however often it is spread)."""
+    if id(entries) in counted:
+        return counted[id(entries)]
+    total = 0
+    for entry in entries:
+        if not isinstance(entry, _ListField):
+            total += _items(entry, variables, defaults, counted, errors)
+            continue
+        first: Any = entry.literal
+        if first is None:
+            if entry.variable is None:
+                first = entry.default
+            else:
+                first = variables.get(entry.variable, defaults.get(entry.variable, entry.default))
+        if isinstance(first, int) and first > MAX_PAGE_SIZE:
+            errors.append(_first_too_large(entry.node))
+        size = max(min(first, MAX_PAGE_SIZE), 0) if isinstance(first, int) else MAX_PAGE_SIZE
+        total += size * (1 + _items(entry.inner, variables, defaults, counted, errors))
+    counted[id(entries)] = total
+    return total
 
 
 def _first_too_large(node: FieldNode) -> GraphQLError:
@@ -274,39 +335,107 @@ def _first_too_large(node: FieldNode) -> GraphQLError:
     )
 
 
-class ListItemsLimiter(SchemaExtension):
-    """Refuses, while the query is validated (before any resolver runs), a `first` above the page size
-    and lists nested in lists that may return more than MAX_LIST_ITEMS items together."""
+@dataclass(frozen=True, slots=True, eq=False)
+class _Prepared:
+    """A document parsed and checked: what every request sending it shares."""
 
-    def on_operation(self) -> Any:
-        rule = _list_items_rule(self.execution_context.variables or {})
-        self.execution_context.validation_rules = (*self.execution_context.validation_rules, rule)
-        yield
-
-
-class _Schema(strawberry.Schema):
-    def process_errors(self, errors: list[GraphQLError], execution_context: Any = None) -> None:
-        # Strawberry logs every error with its traceback; here an error is logged as REST logs it
-        # (problem_details: the unexpected ones only), when the answer is written.
-        return None
+    document: DocumentNode | None  # None: it did not parse (limit_errors say why)
+    limit_errors: list[GraphQLError]  # the syntax, token, depth and alias limits
+    rule_errors: list[GraphQLError]  # GraphQL's own validation rules
+    list_fields: list[tuple[dict[str, int], _Lists]]
 
 
-def build_schema(
-    queries: Sequence[type], mutations: Sequence[type], *, introspection: bool
-) -> strawberry.Schema:
+class Schema(strawberry.Schema):
+    """The features' types, run with the limits every request is held to: parsed and validated once per
+    distinct document, the variables-dependent list limit checked per request, before any resolver runs.
+
+    `run` is the way in: Strawberry's `execute` would parse, validate and run extensions on every request,
+    and the limits are not Strawberry extensions here."""
+
+    def __init__(self, *, query: type, mutation: type, introspection: bool) -> None:
+        super().__init__(query=query, mutation=mutation)
+        # Strawberry's limiters' own rules, run once per document instead of once per request.
+        self._limit_rules = (
+            *QueryDepthLimiter(max_depth=MAX_DEPTH).validation_rules,
+            *MaxAliasesLimiter(max_alias_count=MAX_ALIASES).validation_rules,
+        )
+        self._rules = (
+            *specified_rules,
+            *([] if introspection else DisableIntrospection().validation_rules),
+        )
+        self._cached = functools.lru_cache(maxsize=CACHED_DOCUMENTS)(self._prepare)
+
+    def _prepare(self, query: str) -> _Prepared:
+        try:
+            document = parse(query, max_tokens=MAX_TOKENS)
+        except GraphQLError as error:
+            return _Prepared(None, [error], [], [])
+        return _Prepared(
+            document,
+            validate(self._schema, document, self._limit_rules),
+            # Strawberry's validation: these rules plus its own (nullable and one-of inputs).
+            validate_document(self._schema, document, self._rules),
+            _list_fields(document, self._schema),
+        )
+
+    def prepared(self, query: str) -> _Prepared:
+        """The document parsed and checked, from the cache when it was seen before."""
+        return self._cached(query) if len(query) <= CACHED_DOCUMENT_LENGTH else self._prepare(query)
+
+    async def run(
+        self,
+        query: str,
+        variables: dict[str, Any] | None,
+        context: Any,
+        operation_name: str | None,
+        allowed: Iterable[OperationType],
+    ) -> ExecutionResult:
+        """One request's answer, as Strawberry's `execute` would give it: a document breaking a rule or a
+        limit is refused (errors, no data) before any resolver runs; an operation that cannot be chosen or
+        is not allowed raises Strawberry's exceptions."""
+        if not query:
+            raise MissingQueryError
+        prepared = self.prepared(query)
+        if prepared.document is None:
+            return ExecutionResult(data=None, errors=prepared.limit_errors)
+        # Strawberry's choice: the operation named, else the first.
+        if operation_name is None:
+            first = get_first_operation(prepared.document)
+            operation_name = first.name.value if first is not None and first.name else None
+        try:
+            operation_type = get_operation_type(prepared.document, operation_name)
+        except RuntimeError:
+            raise CannotGetOperationTypeError(operation_name) from None
+        if operation_type not in allowed:
+            raise InvalidOperationTypeError(operation_type)
+        errors = [
+            *prepared.limit_errors,
+            *_list_items_errors(prepared.list_fields, variables or {}),
+            *prepared.rule_errors,
+        ]
+        if errors:
+            return ExecutionResult(data=None, errors=errors)
+        try:
+            result = execute(
+                self._schema,
+                prepared.document,
+                context_value=context,
+                variable_values=variables,
+                operation_name=operation_name,
+                executor_class=self.execution_context_class,
+                is_awaitable=optimized_is_awaitable,
+            )
+            return await result if isawaitable(result) else result
+        except Exception as exc:  # as Strawberry's execute: an error in the answer, not a crash
+            return ExecutionResult(data=None, errors=[GraphQLError(str(exc), original_error=exc)])
+
+
+def build_schema(queries: Sequence[type], mutations: Sequence[type], *, introspection: bool) -> Schema:
     """The schema of the features' Query and Mutation types, with the limits every request runs under."""
-    extensions: list[Callable[[], SchemaExtension]] = [
-        lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
-        lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
-        lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
-        ListItemsLimiter,
-    ]
-    if not introspection:
-        extensions.append(DisableIntrospection)
-    return _Schema(
+    return Schema(
         query=merge_types("Query", tuple(queries)),
         mutation=merge_types("Mutation", tuple(mutations)),
-        extensions=extensions,
+        introspection=introspection,
     )
 
 
@@ -385,7 +514,7 @@ def _decoded_variables(raw: str | None) -> dict[str, Any] | None:
 
 
 def graphql_routes(
-    schema: strawberry.Schema,
+    schema: Schema,
     services: Mapping[str, Any],
     explorer_page: Callable[[], Response[Any]] | None = None,
 ) -> list[HTTPRouteHandler]:
@@ -399,15 +528,14 @@ def graphql_routes(
         variables: dict[str, Any] | None,
         operation_name: str | None,
         allowed: Iterable[OperationType],
+        source: str,
     ) -> Response[bytes]:
         try:
-            result = await schema.execute(
-                query,
-                variable_values=variables,
-                context_value=GraphQLContext(request, services),
-                operation_name=operation_name,
-                allowed_operation_types=tuple(allowed),
+            result = await schema.run(
+                query, variables, GraphQLContext(request, services), operation_name, tuple(allowed)
             )
+        except MissingQueryError:
+            raise InvalidInput("query", "must not be empty", source=source) from None
         except InvalidOperationTypeError as exc:
             kind = "mutations" if exc.operation_type == OperationType.MUTATION else "subscriptions"
             raise Problem(
@@ -430,7 +558,7 @@ def graphql_routes(
         request: Request[Any, Any, Any], data: JSONBody[GraphQLRequest]
     ) -> Response[bytes]:
         allowed = (OperationType.QUERY, OperationType.MUTATION)
-        return await run(request, data.query, data.variables, data.operationName, allowed)
+        return await run(request, data.query, data.variables, data.operationName, allowed, "body")
 
     @get(PATH, opt={"auth_optional": True}, include_in_schema=False, name="graphql_get")
     async def graphql_get(request: Request[Any, Any, Any]) -> Response[Any]:
@@ -442,7 +570,8 @@ def graphql_routes(
                 return explorer_page()
             raise InvalidInput("query", "is required", source="query")
         variables = _decoded_variables(parameters.get("variables"))
-        return await run(request, query, variables, parameters.get("operationName"), (OperationType.QUERY,))
+        operation_name = parameters.get("operationName")
+        return await run(request, query, variables, operation_name, (OperationType.QUERY,), "query")
 
     return [graphql_post, graphql_get]
 

@@ -275,7 +275,8 @@ async def test_a_page_with_owners_and_likes_takes_a_fixed_number_of_queries(clie
     statements = _count_queries(Video._meta.db)
     answer = await gql(
         client,
-        "query($n: Int!) { videos(first: $n) { edges { node { title owner { username } likedByMe } } } }",
+        "query($n: Int!) { videos(first: $n) { edges { node"
+        " { title owner { username } likedByMe similar(first: 2) { id } } } } }",
         {"n": page_size},
         viewer,
     )
@@ -287,8 +288,11 @@ async def test_a_page_with_owners_and_likes_takes_a_fixed_number_of_queries(clie
     assert {edge["node"]["owner"]["username"] for edge in answer["data"]["videos"]["edges"]} == {
         o.username for o in owners
     }
-    # The viewer's token (1), the page (1), the owners (1), the likes (1): whatever the page size.
-    assert len(statements) <= 4, "\n".join(statements)
+    assert all(len(edge["node"]["similar"]) == 2 for edge in answer["data"]["videos"]["edges"])
+    # The viewer's token (1), the page (1), the owners (1), the likes (1), the similar videos' sources
+    # (1) and their hits (1): whatever the page size, one call of each loader.
+    assert len(statements) <= 6, "\n".join(statements)
+    assert len([statement for statement in statements if '"video_likes"' in statement]) == 1, statements
 
 
 async def test_hostile_queries_are_refused_before_any_resolver_runs(client):
@@ -298,7 +302,13 @@ async def test_hostile_queries_are_refused_before_any_resolver_runs(client):
     huge = "{ videos(first: 1000) { edges { cursor } } }"
     nested = "{ videos(first: 100) { edges { node { similar(first: 50) { id } } } } }"
     tokens = "{ " + " ".join("me { id }" for _ in range(800)) + " }"
-    answers = [await gql(client, query) for query in (deep, aliases, huge, nested, tokens)]
+    # Nested lists whose size hides in a variable's default or in a fragment are counted the same.
+    defaulted = "query($n: Int = 50) { videos(first: 100) { edges { node { similar(first: $n) { id } } } } }"
+    spread = (
+        "{ videos(first: 100) { edges { node { ...S } } } } fragment S on Video { similar(first: 50) { id } }"
+    )
+    hostile = (deep, aliases, huge, nested, tokens, defaulted, spread)
+    answers = [await gql(client, query) for query in hostile]
     Video._meta.db.__dict__.pop("run_querystring", None)
     Video._meta.db.__dict__.pop("fetch", None)
 
@@ -309,8 +319,26 @@ async def test_hostile_queries_are_refused_before_any_resolver_runs(client):
     assert codes(answers[2]) == [(VALIDATION, "first")]
     assert "list items" in messages[3]
     assert "tokens" in messages[4]
+    assert "list items" in messages[5]
+    assert "list items" in messages[6]
     assert all(answer["data"] is None for answer in answers)
     assert statements == []
+
+
+async def test_a_document_seen_before_is_checked_again_with_each_requests_variables(client):
+    # Documents are parsed and validated once; the list limit depends on the variables, so a document
+    # that ran with small pages is still refused with large ones, and the other way round.
+    query = "query($n: Int!) { videos(first: 100) { edges { node { similar(first: $n) { id } } } } }"
+    refused = await gql(client, query, {"n": 50})
+    assert "list items" in refused["errors"][0]["message"]
+    assert refused["data"] is None
+    assert (await gql(client, query, {"n": 1})) == {"data": {"videos": {"edges": []}}}
+    again = await gql(client, query, {"n": 50})
+    assert again == refused
+    too_large = await gql(
+        client, query.replace("100", "$m").replace("Int!)", "Int!, $m: Int!)"), {"n": 1, "m": 101}
+    )
+    assert codes(too_large) == [(VALIDATION, "first")]
 
 
 async def test_errors_are_problems_and_unexpected_ones_are_masked(client):
@@ -321,6 +349,10 @@ async def test_errors_are_problems_and_unexpected_ones_are_masked(client):
     missing = await client.post("/graphql", json={"variables": {}})
     assert missing.status_code == 400
     assert missing.json()["errors"][0]["field"] == "query"
+    for empty in (client.post("/graphql", json={"query": ""}), client.get("/graphql", params={"query": ""})):
+        answer = await empty
+        assert answer.status_code == 400
+        assert answer.json()["errors"][0]["field"] == "query"
     not_json = await client.post("/graphql", content=b"{ me { id } }", headers={"content-type": "text/plain"})
     assert not_json.status_code == 415
 
