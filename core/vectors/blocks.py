@@ -10,6 +10,9 @@ memory. The first segment may be any size: a loaded snapshot's array is adopted 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 import numpy as np
 
 # 65,536 x 384 is 100 MB as float32 and 50 MB as float16: the most a growth adds at once. Fewer,
@@ -92,19 +95,22 @@ class RowBlocks:
         """A copy of `rows`, in their order, in the matrix's precision."""
         if len(self.segments) == 1:
             return self.segments[0][rows]
+        rows = np.asarray(rows, np.int64)
         out = np.empty((len(rows), self.dimension), self.dtype)
         for number, positions, offsets in self._split(rows):
             out[positions] = self.segments[number][offsets]
         return out
 
-    def _split(self, rows: np.ndarray):
+    def _split(self, rows: np.ndarray) -> Iterator[tuple[int, Any, np.ndarray]]:
         """(segment number, positions in `rows`, rows within the segment) for each segment touched."""
         rows = np.asarray(rows, np.int64)
-        if len(rows) and (rows.min() < 0 or rows.max() >= self.capacity):
+        if not len(rows):
+            return
+        if rows.min() < 0 or rows.max() >= self.capacity:
             raise IndexError(f"rows outside the matrix's {self.capacity} rows")
         numbers = np.searchsorted(self._ends, rows, side="right")
-        if len(self.segments) == 1 or (len(rows) and numbers.min() == numbers.max()):
-            number = int(numbers[0]) if len(rows) else 0
+        if numbers.min() == numbers.max():
+            number = int(numbers[0])
             start = int(self._ends[number - 1]) if number else 0
             yield number, slice(None), rows - start
             return

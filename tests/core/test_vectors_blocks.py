@@ -85,8 +85,11 @@ def test_gathers_and_products_across_blocks_match_one_contiguous_matrix():
             blocks.dots(query, 1000, picked), whole[picked].astype(np.float32) @ query, atol=1e-6
         )
         assert np.array_equal(np.concatenate(blocks.head(777)), whole[:777])
+        assert blocks[np.zeros(0, np.int64)].shape == (0, DIMENSION)
         with pytest.raises(IndexError):
             blocks[1000 + 96 * 2]
+        with pytest.raises(IndexError):
+            blocks[-1]
 
 
 def records(vectors: np.ndarray, start: int) -> list[VectorRecord]:
@@ -115,6 +118,8 @@ async def test_search_results_are_identical_across_block_boundaries(tmp_path, an
         "index_type": "DENSE",
         "precision": precision,
         "ann_min_rows": ann_min_rows,
+        # One thread adds to the graph in a fixed order: both indexes build the same graph.
+        "ann": AnnSettings(threads=1),
     }
     many = EmbeddedVectorIndex(path=tmp_path / "many", block_rows=50, **options)
     one = EmbeddedVectorIndex(path=tmp_path / "one", block_rows=10**6, **options)
