@@ -48,10 +48,12 @@ from core.startup import OneLineStartupApp, open_search_index
 from core.vectors import VectorIndex
 from core.vocabulary import Vocabulary
 from features.demo import demo
+from features.likes import likes
 from features.search import search
 from features.search_index import search_index
 from features.users import users
 from features.videos import videos
+from features.views import views
 from piccolo_conf import APP_REGISTRY
 
 API_DESCRIPTION = """A video catalogue with semantic search.
@@ -91,7 +93,7 @@ def create_app(
     jwt_auth = users.build_user_auth(settings, revocations, signed_in_users)
     passwords = Passwords(settings.password_hash_time_cost, settings.password_hash_memory_kib)
     video_reads = videos.VideoReads(cache, settings)
-    view_counter = videos.ViewCounter(cache, engine, video_reads)
+    view_counter = views.ViewCounter(cache, engine, video_reads)
     vector_index = vector_index if vector_index is not None else build_vector_index(settings)
     vocabulary = Vocabulary()
     indexer = search_index.SearchIndexer(vector_index, cache, vocabulary)
@@ -171,14 +173,15 @@ def create_app(
         "catalogue_size": provide(CatalogueSize(vector_index)),
         "vocabulary": provide(vocabulary),
         "search_cache": provide(ReadThroughCache(cache, SingleFlight(settings.single_flight_wait_seconds))),
-        "remove_account": provide(functools.partial(videos.delete_account, engine=engine, reads=video_reads)),
+        "remove_account": provide(functools.partial(likes.delete_account, engine=engine, reads=video_reads)),
     }
     graphql_schema = build_graphql_schema(settings)
     graphql_services = {
         **{name: dependency.dependency() for name, dependency in dependencies.items()},
         # What the features supply one another's GraphQL types (see features/users, features/videos).
         "user_videos": videos.user_videos,
-        "user_likes": videos.user_likes,
+        "user_likes": likes.user_likes,
+        "liked_among": likes.liked_among,
         "similar_videos": functools.partial(
             search.similar_for_many, vector_index, dependencies["catalogue_size"].dependency()
         ),
@@ -191,6 +194,8 @@ def create_app(
             metrics,
             users.router,
             videos.router,
+            likes.router,
+            views.router,
             search.router,
             *([] if job_queue.in_process else [run_job]),
             search.search_page,
@@ -268,7 +273,7 @@ def build_graphql_schema(settings: Settings) -> strawberry.Schema:
     """The GraphQL schema of every feature (schema.graphql holds it: `make schema.graphql`)."""
     return build_schema(
         queries=[users.UserQueries, videos.VideoQueries, search.SearchQueries],
-        mutations=[users.UserMutations, videos.VideoMutations],
+        mutations=[users.UserMutations, videos.VideoMutations, likes.LikeMutations, views.ViewMutations],
         introspection=settings.allows_graphql_introspection,
     )
 
@@ -283,7 +288,7 @@ def register_jobs(
     settings: Settings,
     index_relay: OutboxRelay,
     indexer: search_index.SearchIndexer,
-    view_counter: videos.ViewCounter,
+    view_counter: views.ViewCounter,
 ) -> None:
     """The background work, as jobs: in process these are the loops clipdex always ran; with QStash,
     HTTP calls QStash makes (periodic ones at most once a minute, cron's finest)."""

@@ -286,7 +286,7 @@ async def update_user(
 
 AccountRemoval = Callable[[uuid.UUID], Awaitable[None]]
 """Removes an account and everything it owns. The features that own rows supply it (app.py wires the
-videos feature's, which also corrects like counts and caches); the database cascade alone would not."""
+likes feature's, which also corrects like counts and caches); the database cascade alone would not."""
 
 
 async def delete_own_account(
@@ -605,8 +605,8 @@ async def read_user(user_id: FromPath[uuid.UUID]) -> UserPublic:
 
 # ---------------------------------------------------------------- GraphQL
 
-# A user's videos and likes are the videos feature's: it supplies them as the `user_videos` and
-# `user_likes` services (app.py wires them, as it wires AccountRemoval), and their type by name.
+# A user's videos and likes are the videos and likes features': they supply them as the `user_videos`
+# and `user_likes` services (app.py wires them, as it wires AccountRemoval), and videos their type by name.
 VideosPage = Annotated["VideoConnection", strawberry.lazy("features.videos.videos")]  # noqa: F821
 
 

@@ -1,11 +1,14 @@
-"""The video catalogue: videos, likes and views, with read-through caching of what is read most."""
+"""The video catalogue: videos and their tags, with read-through caching of what is read most.
+
+Likes and views are features of their own (features/likes, features/views), built on this one.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import uuid
-from datetime import UTC, datetime
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, NamedTuple
 
 import msgspec
@@ -35,8 +38,7 @@ from piccolo.table import Table
 from core import text
 from core.auth import OptionalAuthOperation, PublicOperation, optional_user
 from core.cache import Cache, CacheStatus, ReadThroughCache
-from core.counters import BufferedCounter
-from core.database import PreparedQuery, owns_tables, write_transaction
+from core.database import PreparedQuery, write_transaction
 from core.errors import Forbidden, InvalidInput, NotFound, problem_responses
 from core.graphql import Connection, Info, connection, converted, page_size, parsed_id
 from core.openapi import CACHE_STATUS_HEADER, BearerOperation
@@ -48,7 +50,6 @@ from core.pagination import (
     encode_cursor,
     is_count_key,
     is_time_key,
-    rows_after,
     rows_after_key,
     sort_key,
 )
@@ -86,15 +87,6 @@ class VideoTag(Table, tablename="video_tags"):
 
     video = ForeignKey(Video, on_delete=OnDelete.cascade, null=False, index=True)
     tag = Varchar(length=40, index=True)
-
-
-class VideoLike(Table, tablename="video_likes"):
-    """Who liked what; (user, video) is unique, by an index the migration creates."""
-
-    id = UUID(primary_key=True)
-    user = ForeignKey(User, on_delete=OnDelete.cascade, null=False)
-    video = ForeignKey(Video, on_delete=OnDelete.cascade, null=False, index=True)
-    created_at = Timestamptz(default=TimestamptzNow(), index=True)
 
 
 # ---------------------------------------------------------------- schemas
@@ -183,15 +175,6 @@ class VideoPage(msgspec.Struct):
     ] = None
 
 
-class LikeState(msgspec.Struct):
-    liked: bool
-    like_count: int
-
-
-class ViewAccepted(msgspec.Struct):
-    status: Literal["accepted"] = "accepted"
-
-
 # ---------------------------------------------------------------- rules: validation
 
 
@@ -240,20 +223,6 @@ _DETAIL_COLUMNS = (
     Video.created_at,
     Video.updated_at,
 )
-
-
-def _summary_from_row(
-    row: dict[str, Any], transcript: str | None = None, *, detail: bool = False
-) -> VideoSummary:
-    # SQLite returns UUIDs and JSON as text, PostgreSQL as objects: normalise both.
-    tags = row["tags"]
-    fields = {
-        **{key: row[key] for key in VideoSummary.__struct_fields__ if key in row},
-        "id": uuid.UUID(str(row["id"])),
-        "owner_id": uuid.UUID(str(row["owner_id"])),
-        "tags": msgspec.json.decode(tags) if isinstance(tags, (str, bytes)) else tags,
-    }
-    return VideoRead(**fields, transcript=transcript) if detail else VideoSummary(**fields)
 
 
 # The hot reads (a detail miss, a list page, a search page's videos) run as prepared queries: Piccolo
@@ -415,7 +384,6 @@ async def owned_video(reads: VideoReads, video_id: uuid.UUID, viewer: User) -> V
 _CURSOR_KEY_CHECKS = {
     "newest": is_time_key,
     "oldest": is_time_key,
-    "liked": is_time_key,
     "most_viewed": is_count_key(64),
     "most_liked": is_count_key(32),
 }
@@ -534,48 +502,6 @@ def list_cursor(query: ListQuery, video: VideoSummary) -> str:
     return encode_cursor(Cursor(query.sort, query.filters_fingerprint(), sort_key(key), str(video.id)))
 
 
-_LIKED_COLUMNS = (
-    VideoLike.id.as_alias("like_id"),
-    VideoLike.created_at.as_alias("liked_at"),
-    VideoLike.video.id.as_alias("id"),
-    VideoLike.video.owner.as_alias("owner_id"),
-    *(
-        getattr(VideoLike.video, column._meta.name).as_alias(column._meta.name)
-        for column in _DETAIL_COLUMNS[2:]
-    ),
-)
-
-
-class LikedPage(msgspec.Struct):
-    """Liked videos with the cursor after each (GraphQL's edges); REST shows it as a VideoPage."""
-
-    items: list[VideoSummary]
-    cursors: list[str]
-    has_more: bool
-
-
-async def liked_page(user: User, limit: int, cursor: str | None) -> LikedPage:
-    """Videos this user liked that they can still see, newest like first."""
-    select = VideoLike.select(*_LIKED_COLUMNS).where(
-        (VideoLike.user == user.id)
-        & ((VideoLike.video.visibility != "private") | (VideoLike.video.owner == user.id))
-    )
-    if cursor:
-        after = decode_cursor(cursor, "liked", "", _CURSOR_KEY_CHECKS["liked"])
-        select = select.where(rows_after(VideoLike.created_at, VideoLike.id, True, after))
-    rows = await select.order_by(VideoLike.created_at, VideoLike.id, ascending=False).limit(limit + 1)
-    cursors = [
-        encode_cursor(Cursor("liked", "", sort_key(row["liked_at"]), str(row["like_id"])))
-        for row in rows[:limit]
-    ]
-    return LikedPage([_summary_from_row(row) for row in rows[:limit]], cursors, len(rows) > limit)
-
-
-async def liked_videos(user: User, limit: int, cursor: str | None) -> VideoPage:
-    page = await liked_page(user, limit, cursor)
-    return VideoPage(items=page.items, next_cursor=page.cursors[-1] if page.has_more else None)
-
-
 # ---------------------------------------------------------------- rules: writes
 
 
@@ -621,102 +547,6 @@ async def delete_video(video_id: uuid.UUID, engine: Engine) -> None:
         await publish(VIDEO_CHANGES, str(video_id))
 
 
-# Raw SQL because Piccolo's on_conflict() misreads SQLite 3.40 as older than 3.24 and refuses.
-_INSERT_LIKE = 'INSERT INTO video_likes (id, "user", video, created_at) VALUES ({}, {}, {}, {}) ON CONFLICT DO NOTHING RETURNING id'
-
-
-# A like's statements, compiled once (see PreparedQuery): a like is two statements in its transaction.
-_ADD_LIKE = PreparedQuery(VideoLike, lambda _, *values: VideoLike.raw(_INSERT_LIKE, *values))
-_REMOVE_LIKE = PreparedQuery(
-    VideoLike,
-    lambda _, video_id, user_id: (
-        VideoLike.delete()
-        .where((VideoLike.video == video_id) & (VideoLike.user == user_id))
-        .returning(VideoLike.id)
-    ),
-)
-# Shaped by the step, +1 or -1.
-_MOVE_LIKE_COUNT = PreparedQuery(
-    Video,
-    lambda step, video_id: (
-        Video.update({Video.like_count: Video.like_count + step})
-        .where(Video.id == video_id)
-        .returning(Video.like_count)
-    ),
-)
-_LIKE_COUNT = PreparedQuery(
-    Video, lambda _, video_id: Video.select(Video.like_count).where(Video.id == video_id)
-)
-
-
-async def set_like(video_id: uuid.UUID, user: User, liked: bool, engine: Engine) -> LikeState:
-    """Like or unlike, idempotently; the count moves only when the like row really appeared or went.
-
-    The count is adjusted with `like_count = like_count ± 1` in the same transaction as the row, so
-    it stays exact under concurrent likes from many users on both engines; the UPDATE returns the new
-    count, so a like that changes something is two statements.
-    """
-    async with write_transaction(engine):
-        if liked:
-            changed = await _ADD_LIKE.rows(uuid.uuid4(), user.id, video_id, datetime.now(UTC))
-        else:
-            changed = await _REMOVE_LIKE.rows(video_id, user.id)
-        if changed:
-            rows = await _MOVE_LIKE_COUNT.rows(video_id, shape=1 if liked else -1)
-        else:
-            rows = await _LIKE_COUNT.rows(video_id)
-    return LikeState(liked=liked, like_count=rows[0]["like_count"] if rows else 0)
-
-
-async def delete_account(user_id: uuid.UUID, engine: Engine, reads: VideoReads) -> None:
-    """Delete an account and everything it owns, keeping like counts exact and the cache fresh.
-
-    For the users feature to call (through app.py) instead of deleting the user row itself: the cascade
-    would drop the account's like rows without taking them off `like_count`, and cached details and
-    lists would keep showing its videos and likes until they expire.
-    """
-    async with write_transaction(engine):
-        liked = await VideoLike.delete().where(VideoLike.user == user_id).returning(VideoLike.video)
-        liked_ids = [uuid.UUID(str(row["video"])) for row in liked]
-        if liked_ids:
-            await Video.update({Video.like_count: Video.like_count - 1}).where(Video.id.is_in(liked_ids))
-        rows = await Video.select(Video.id).where(Video.owner == user_id)
-        owned = [uuid.UUID(str(row["id"])) for row in rows]
-        await User.delete().where(User.id == user_id)  # its videos, their tags and likes cascade
-        await publish(VIDEO_CHANGES, *(str(video_id) for video_id in owned))
-    # After the commit, so no reader can cache the old state under the new generations.
-    await reads.changed(*liked_ids, *owned)
-
-
-class ViewCounter(BufferedCounter):
-    """Views, counted in the cache and added to `view_count` in batches (see BufferedCounter); while the
-    cache is down, each view is written straight to the database."""
-
-    PENDING = "videos:views:pending"
-
-    def __init__(self, cache: Cache, engine: Engine, reads: VideoReads) -> None:
-        super().__init__(cache, "videos:views")
-        self._engine = engine
-        self._reads = reads
-
-    async def record(self, video_id: uuid.UUID) -> None:
-        await self.count(str(video_id))
-
-    async def flush(self) -> int:
-        """Write pending views to the database; returns how many were written."""
-        if not owns_tables(self._engine, Video):
-            return 0
-        return await super().flush()
-
-    async def write(self, pending: dict[str, int]) -> None:
-        async with write_transaction(self._engine):
-            for video_id, count in pending.items():
-                await Video.update({Video.view_count: Video.view_count + count}).where(
-                    Video.id == uuid.UUID(video_id)
-                )
-        await self._reads.changed(*(uuid.UUID(video_id) for video_id in pending))
-
-
 async def add_video_of(
     owner: User, data: VideoCreate, engine: Engine, reads: VideoReads
 ) -> tuple[VideoRead, bytes]:
@@ -741,33 +571,6 @@ async def remove_video_of(viewer: User, video_id: uuid.UUID, engine: Engine, rea
     await owned_video(reads, video_id, viewer)
     await delete_video(video_id, engine)
     await reads.changed(video_id)
-
-
-async def like_as(
-    viewer: User, video_id: uuid.UUID, liked: bool, engine: Engine, reads: VideoReads
-) -> LikeState:
-    """Like or unlike a video the viewer can see (404 for one they cannot)."""
-    await visible_video(reads, video_id, viewer)
-    state = await set_like(video_id, viewer, liked, engine)
-    await reads.changed(video_id)
-    return state
-
-
-async def record_view(
-    video_id: uuid.UUID, viewer: User | None, reads: VideoReads, counter: ViewCounter
-) -> None:
-    await visible_video(reads, video_id, viewer)
-    await counter.record(video_id)
-
-
-async def liked_among(viewer_id: uuid.UUID, video_ids: list[uuid.UUID]) -> set[uuid.UUID]:
-    """Which of these videos the viewer likes: one query for a whole page's likedByMe."""
-    if not video_ids:
-        return set()
-    rows = await VideoLike.select(VideoLike.video).where(
-        (VideoLike.user == viewer_id) & VideoLike.video.is_in(list(set(video_ids)))
-    )
-    return {uuid.UUID(str(row["video"])) for row in rows}
 
 
 # ---------------------------------------------------------------- handlers
@@ -917,63 +720,6 @@ async def remove_video(
     await remove_video_of(request.user, video_id, db, video_reads)
 
 
-async def _like(
-    request: Request[User, Token, Any], video_id: uuid.UUID, liked: bool, db: Engine, reads: VideoReads
-) -> LikeState:
-    return await like_as(request.user, video_id, liked, db, reads)
-
-
-@post(
-    "/videos/{video_id:uuid}/like",
-    status_code=200,
-    summary="Like a video",
-    operation_class=BearerOperation,
-    responses=problem_responses(401, _NO_SUCH_VIDEO, 415, 503),
-)
-async def like_video(
-    request: Request[User, Token, Any],
-    video_id: FromPath[uuid.UUID],
-    db: NamedDependency[Engine],
-    video_reads: NamedDependency[VideoReads],
-) -> LikeState:
-    return await _like(request, video_id, True, db, video_reads)
-
-
-@delete(
-    "/videos/{video_id:uuid}/like",
-    status_code=200,
-    summary="Take back a like",
-    operation_class=BearerOperation,
-    responses=problem_responses(401, _NO_SUCH_VIDEO, 415, 503),
-)
-async def unlike_video(
-    request: Request[User, Token, Any],
-    video_id: FromPath[uuid.UUID],
-    db: NamedDependency[Engine],
-    video_reads: NamedDependency[VideoReads],
-) -> LikeState:
-    return await _like(request, video_id, False, db, video_reads)
-
-
-@post(
-    "/videos/{video_id:uuid}/views",
-    opt=_OPTIONAL_AUTH,
-    operation_class=OptionalAuthOperation,
-    status_code=202,
-    summary="Count one view",
-    responses=problem_responses(401, _NO_SUCH_VIDEO, 415, 503),
-)
-async def count_view(
-    request: Request[Any, Any, Any],
-    video_id: FromPath[uuid.UUID],
-    video_reads: NamedDependency[VideoReads],
-    view_counter: NamedDependency[ViewCounter],
-) -> ViewAccepted:
-    """Accepted at once; `view_count` catches up within VIEW_FLUSH_INTERVAL_SECONDS."""
-    await record_view(video_id, optional_user(request), video_reads, view_counter)
-    return ViewAccepted()
-
-
 @get(
     "/users/{user_id:uuid}/videos",
     opt={"exclude_from_auth": True},
@@ -998,31 +744,15 @@ async def videos_of_user(
     return _json(encoded, cache_status=cache_status)
 
 
-@get(
-    "/users/me/likes",
-    summary="Videos I liked, newest like first",
-    operation_class=BearerOperation,
-    response_headers=[CACHE_STATUS_HEADER],
-    responses=problem_responses(_BAD_CURSOR, 401, 503),
-)
-async def my_likes(
-    request: Request[User, Token, Any],
-    video_reads: NamedDependency[VideoReads],
-    limit: Limit = 20,
-    cursor: PageCursor = None,
-) -> Response[VideoPage]:
-    cache_key = {"list": "likes", "viewer": str(request.user.id), "limit": limit, "cursor": cursor}
-    encoded, cache_status = await video_reads.list_page(
-        cache_key, lambda: liked_videos(request.user, limit, cursor)
-    )
-    return _json(encoded, cache_status=cache_status)
-
-
 # ---------------------------------------------------------------- GraphQL
 
 SimilarLookup = Callable[[list[tuple[uuid.UUID, int]], User | None], Awaitable[list[list[VideoSummary]]]]
 """Videos most like each of these (video id, how many); the search feature supplies it (app.py wires
-it as the `similar_videos` service), as the users feature gets AccountRemoval from this one."""
+it as the `similar_videos` service), as the users feature gets AccountRemoval from the likes one."""
+
+LikedAmong = Callable[[uuid.UUID, list[uuid.UUID]], Awaitable[set[uuid.UUID]]]
+"""Which of these videos this viewer likes, for likedByMe; the likes feature supplies it (the
+`liked_among` service), since it is built on this one and this one must not import it."""
 
 
 @strawberry.type(name="Video", description="A video; private ones only ever reach their owner.")
@@ -1068,6 +798,8 @@ class VideoNode:
         viewer = info.context.viewer
         if viewer is None:
             return False
+
+        liked_among: LikedAmong = info.context.service("liked_among")
 
         async def likes(video_ids: list[uuid.UUID]) -> list[bool]:
             liked = await liked_among(viewer.id, video_ids)
@@ -1130,12 +862,6 @@ class VideoChanges:
     visibility: str | None = strawberry.UNSET
 
 
-@strawberry.type(name="LikeState")
-class LikeStateNode:
-    liked: bool
-    like_count: int
-
-
 def _video_page(page: VideoPage, cursor_of: Callable[[VideoSummary], str]) -> VideoConnection:
     return connection(
         VideoConnection,
@@ -1159,19 +885,6 @@ async def user_videos(info: Info, user_id: uuid.UUID, first: int, after: str | N
     """A user's public videos, as GET /users/{id}/videos lists them (for User.videos)."""
     query = ListQuery(limit=page_size(first), cursor=after, owner=user_id)
     return await _cached_list(info, {"list": "user", **msgspec.structs.asdict(query)}, query, True)
-
-
-async def user_likes(info: Info, first: int, after: str | None) -> VideoConnection:
-    """The viewer's liked videos, newest like first, as GET /users/me/likes (for User.likes)."""
-    viewer = info.context.signed_in()
-    limit = page_size(first)
-    reads: VideoReads = info.context.service("video_reads")
-    key = {"list": "likes-edges", "viewer": str(viewer.id), "limit": limit, "cursor": after}
-    encoded, _ = await reads.list_page(key, lambda: liked_page(viewer, limit, after))
-    page = msgspec.json.decode(encoded, type=LikedPage)
-    return connection(
-        VideoConnection, [VideoNode.of(video) for video in page.items], page.cursors, page.has_more
-    )
 
 
 async def _visible_or_none(info: Info, raw_id: strawberry.ID) -> VideoRead | None:
@@ -1232,28 +945,6 @@ class VideoMutations:
         await remove_video_of(info.context.signed_in(), parsed_id(id), *_engine_and_reads(info))
         return True
 
-    @strawberry.mutation(description="Like a video, idempotently.")
-    async def like(self, info: Info, id: strawberry.ID) -> LikeStateNode:
-        state = await like_as(info.context.signed_in(), parsed_id(id), True, *_engine_and_reads(info))
-        return LikeStateNode(liked=state.liked, like_count=state.like_count)
-
-    @strawberry.mutation(description="Take back a like, idempotently.")
-    async def unlike(self, info: Info, id: strawberry.ID) -> LikeStateNode:
-        state = await like_as(info.context.signed_in(), parsed_id(id), False, *_engine_and_reads(info))
-        return LikeStateNode(liked=state.liked, like_count=state.like_count)
-
-    @strawberry.mutation(
-        description="Count one view; viewCount catches up within VIEW_FLUSH_INTERVAL_SECONDS."
-    )
-    async def record_view(self, info: Info, id: strawberry.ID) -> bool:
-        await record_view(
-            parsed_id(id),
-            info.context.viewer,
-            info.context.service("video_reads"),
-            info.context.service("view_counter"),
-        )
-        return True
-
 
 router = Router(
     path="/api/v1",
@@ -1263,11 +954,7 @@ router = Router(
         read_video,
         change_video,
         remove_video,
-        like_video,
-        unlike_video,
-        count_view,
         videos_of_user,
-        my_likes,
     ],
     tags=["videos"],
 )

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from features.videos.videos import VideoLike
+from features.likes.likes import VideoLike
 from tests.features.videos_support import (
     DETAIL_FIELDS,
     MY_LIKES,

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-from features.videos.videos import Video, VideoLike
+from features.likes.likes import VideoLike
+from features.videos.videos import Video
 from tests.features.videos_support import (
     MY_LIKES,
     VIEWS_FLUSH_JOB,
