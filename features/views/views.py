@@ -15,7 +15,7 @@ from piccolo.engine.base import Engine
 from core.auth import OptionalAuthOperation, optional_user
 from core.cache import Cache
 from core.counters import BufferedCounter
-from core.database import owns_tables, write_transaction
+from core.database import owns_tables
 from core.errors import NotFound, problem_responses
 from core.graphql import Info, parsed_id
 from features.users.users import User
@@ -40,7 +40,7 @@ class ViewCounter(BufferedCounter):
     PENDING = "videos:views:pending"
 
     def __init__(self, cache: Cache, engine: Engine, reads: VideoReads) -> None:
-        super().__init__(cache, "videos:views")
+        super().__init__(cache, engine, "videos:views")
         self._engine = engine
         self._reads = reads
 
@@ -54,11 +54,13 @@ class ViewCounter(BufferedCounter):
         return await super().flush()
 
     async def write(self, pending: dict[str, int]) -> None:
-        async with write_transaction(self._engine):
-            for video_id, count in pending.items():
-                await Video.update({Video.view_count: Video.view_count + count}).where(
-                    Video.id == uuid.UUID(video_id)
-                )
+        for video_id, count in pending.items():
+            await Video.update({Video.view_count: Video.view_count + count}).where(
+                Video.id == uuid.UUID(video_id)
+            )
+
+    async def written(self, pending: dict[str, int]) -> None:
+        # After the commit, so no reader can cache the old state under the new generations.
         await self._reads.changed(*(uuid.UUID(video_id) for video_id in pending))
 
 

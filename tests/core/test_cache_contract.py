@@ -222,6 +222,17 @@ async def test_increment_field_and_claim_fields(cache: Cache):
     assert await cache.claim_fields("never-there", "other-claim") == {}
 
 
+async def test_claim_fields_onto_itself_reads_a_claim_and_moves_nothing(cache: Cache):
+    # How core/counters.py reads a dead worker's claim without taking anything new into it.
+    await cache.increment_field("views", "v1", 3)
+    assert await cache.claim_fields("claim", "claim") == {}
+    assert not await cache.exists("claim")
+    assert await cache.claim_fields("views", "claim") == {"v1": 3}
+    await cache.increment_field("views", "v2")
+    assert await cache.claim_fields("claim", "claim") == {"v1": 3}
+    assert await cache.claim_fields("views", "other") == {"v2": 1}
+
+
 async def test_increments_landing_during_claims_are_each_counted_once(cache: Cache):
     fields, waves, per_wave = ("a", "b", "c"), 8, 6
     claimed: Counter[str] = Counter()
