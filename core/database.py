@@ -392,7 +392,9 @@ def build_engine(settings: Settings) -> Engine:
         path.parent.mkdir(parents=True, exist_ok=True)
         # `timeout` is sqlite3's busy timeout: a writer waits for the lock instead of failing at once.
         engine = _ENGINES[settings.database_url] = PooledSQLiteEngine(
-            path=str(path), timeout=settings.sqlite_busy_timeout_seconds, synchronous=settings.sqlite_synchronous
+            path=str(path),
+            timeout=settings.sqlite_busy_timeout_seconds,
+            synchronous=settings.sqlite_synchronous,
         )
         return engine
     return OutageAwarePostgresEngine(config={"dsn": settings.database_url})

@@ -181,11 +181,17 @@ class _RolledBack(Exception):
 
 
 async def test_a_prepared_query_in_a_transaction_runs_on_its_connection(engine: PooledSQLiteEngine) -> None:
-    with pytest.raises(_RolledBack):
+    seen_inside: list[int] = []
+
+    async def insert_then_roll_back() -> None:
         async with write_transaction(engine):
             await Thing.insert(Thing(name="new", size=3))
-            assert [row["size"] for row in await _BY_NAME.rows("new")] == [3]
+            seen_inside.extend(row["size"] for row in await _BY_NAME.rows("new"))
             raise _RolledBack
+
+    with pytest.raises(_RolledBack):
+        await insert_then_roll_back()
+    assert seen_inside == [3]  # the uncommitted row, read on the transaction's own connection
     assert await _BY_NAME.rows("new") == []
 
 
