@@ -20,14 +20,13 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote
 
 import httpx
 
-from bench.serving import ROOT, Server, bench_environment, migrate, serving
+from bench.serving import ROOT, Server, bench_environment, build_catalogue, serving
 
 REPLAY = ROOT / "bench" / "wrk" / "replay.lua"
 QUERIES = ROOT / "tests" / "features" / "search_relevance.json"
@@ -264,16 +263,7 @@ def main() -> None:
     env = bench_environment(workdir, **({"DATABASE_URL": args.database_url} if args.database_url else {}))
     if args.database_url:  # emptied, so the migrations and the catalogue start afresh
         run_on_postgres(args.database_url, "DROP SCHEMA public CASCADE; CREATE SCHEMA public")
-    migrate(env)
-    started = time.perf_counter()
-    ids_file = workdir / "public-ids.txt"
-    subprocess.run(
-        [sys.executable, "-m", "bench.catalogue", "--videos", str(videos), "--ids", str(ids_file)],
-        cwd=ROOT,
-        env=env,
-        check=True,
-    )
-    print(f"catalogue of {videos} videos built in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    video_ids = build_catalogue(env, workdir, videos)
     if args.database_url:
         # Statistics, as autovacuum would gather them after a bulk load (it may be off on a test server):
         # without them the planner takes `visibility = 'public'` for a handful of rows.
@@ -285,9 +275,7 @@ def main() -> None:
         serving("bench.bare_app:create_app", env, log, "/") as bare,
         serving("app:create_app", env, log, "/ready") as app,
     ):
-        workload = Workload(
-            ids_file.read_text().split(), bench_users(app.url), queries, rounds * len(CONNECTIONS)
-        )
+        workload = Workload(video_ids, bench_users(app.url), queries, rounds * len(CONNECTIONS))
         rss_loaded = app.rss_mb()
         for round_ in range(rounds):
             for scenario in chosen:

@@ -29,13 +29,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import httpx
 
 from bench.api import bench_users
-from bench.serving import ROOT, bench_environment, migrate, serving
+from bench.serving import ROOT, bench_environment, build_catalogue, serving
 
 PAGES = ROOT / "bench" / "wrk" / "pages.lua"
 CONNECTIONS = {"throughput": 16, "latency": 1}
@@ -200,19 +199,9 @@ def main() -> None:
 
     workdir = Path(tempfile.mkdtemp(prefix="clipdex-bench-graphql-"))
     env = bench_environment(workdir)
-    migrate(env)
-    started = time.perf_counter()
-    ids_file = workdir / "public-ids.txt"
-    subprocess.run(
-        [sys.executable, "-m", "bench.catalogue", "--videos", str(videos), "--ids", str(ids_file)],
-        cwd=ROOT,
-        env=env,
-        check=True,
-    )
-    print(f"catalogue of {videos} videos built in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    video_ids = build_catalogue(env, workdir, videos)
     runs: list[dict] = []
     with serving("app:create_app", env, workdir / "server.log", "/ready") as app:
-        video_ids = ids_file.read_text().split()
         tokens = bench_users(app.url)
         like_some(app.url, video_ids[:PAGE_SET], tokens)
         pages = Pages(app.url, video_ids, tokens)

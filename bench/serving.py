@@ -46,6 +46,22 @@ def migrate(env: dict[str, str]) -> None:
     )
 
 
+def build_catalogue(env: dict[str, str], workdir: Path, videos: int) -> list[str]:
+    """Migrate the benchmark's database and fill it with `videos` videos (bench/catalogue.py); returns
+    the public videos' ids."""
+    migrate(env)
+    started = time.perf_counter()
+    ids_file = workdir / "public-ids.txt"
+    subprocess.run(
+        [sys.executable, "-m", "bench.catalogue", "--videos", str(videos), "--ids", str(ids_file)],
+        cwd=ROOT,
+        env=env,
+        check=True,
+    )
+    print(f"catalogue of {videos} videos built in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    return ids_file.read_text().split()
+
+
 class Server(NamedTuple):
     url: str
     pid: int
