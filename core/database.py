@@ -90,14 +90,12 @@ class PooledSQLiteEngine(SQLiteEngine):
         for connection in idle:
             await connection.close()
 
-    async def _run_in_new_connection(
-        self, query: str, args: list[Any] | None = None, query_type: str = "generic", table: Any = None
-    ) -> Any:
+    @contextlib.asynccontextmanager
+    async def _lent_connection(self) -> AsyncIterator[aiosqlite.Connection]:
+        """A pooled connection for one statement outside a transaction, given back however it ends."""
         connection = await self.get_connection()
         try:
-            async with connection.execute(query, args or []) as cursor:
-                await connection.commit()
-                rows = await cursor.fetchall()
+            yield connection
         except Exception:
             if connection.in_transaction:
                 await connection.rollback()
@@ -107,7 +105,13 @@ class PooledSQLiteEngine(SQLiteEngine):
             await self.release(connection, reusable=False)
             raise
         await self.release(connection)
-        return rows
+
+    async def _run_in_new_connection(
+        self, query: str, args: list[Any] | None = None, query_type: str = "generic", table: Any = None
+    ) -> Any:
+        async with self._lent_connection() as connection, connection.execute(query, args or []) as cursor:
+            await connection.commit()
+            return await cursor.fetchall()
 
     async def _run_in_existing_connection(
         self,
@@ -127,17 +131,8 @@ class PooledSQLiteEngine(SQLiteEngine):
         transaction = self.current_transaction.get()
         if transaction is not None:
             return list(await transaction.connection.execute_fetchall(query, args))
-        connection = await self.get_connection()
-        try:
-            rows = await connection.execute_fetchall(query, args)
-        except Exception:
-            await self.release(connection)
-            raise
-        except BaseException:  # cancelled mid-statement: its state is unknown
-            await self.release(connection, reusable=False)
-            raise
-        await self.release(connection)
-        return list(rows)
+        async with self._lent_connection() as connection:
+            return list(await connection.execute_fetchall(query, args))
 
     def transaction(
         self, transaction_type: TransactionType = TransactionType.deferred, allow_nested: bool = True
