@@ -78,17 +78,29 @@ class AccessRecord(logging.LogRecord):
     module, thread, process and task of the call, which no clipdex format shows; they are left empty).
     """
 
-    # The attributes a LogRecord always has, for formats that name them.
-    pathname = filename = module = ""
-    lineno = 0
-    funcName = threadName = processName = taskName = None
-    thread = process = None
-    exc_info = exc_text = stack_info = None
-    levelno = logging.INFO
-    levelname = "INFO"
-    msg = "%s %s %s %.1fms"
+    # The attributes a LogRecord always has, for formats that name them. In the instance's __dict__, not
+    # on the class: logging's %-style formats read `record.__dict__`.
+    _ALWAYS = {
+        "pathname": "",
+        "filename": "",
+        "module": "",
+        "lineno": 0,
+        "funcName": None,
+        "threadName": None,
+        "processName": None,
+        "taskName": None,
+        "thread": None,
+        "process": None,
+        "exc_info": None,
+        "exc_text": None,
+        "stack_info": None,
+        "levelno": logging.INFO,
+        "levelname": "INFO",
+        "msg": "%s %s %s %.1fms",
+    }
 
     def __init__(self, method: str, path: str, status: int, duration_ms: float, request_id: str) -> None:
+        self.__dict__.update(self._ALWAYS)
         self.name = access_logger.name
         self.created = time.time()
         self.msecs = (self.created - int(self.created)) * 1000
