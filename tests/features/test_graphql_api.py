@@ -191,7 +191,9 @@ async def test_visibility_matrix_is_rests(client, sign_up):
             answer = await gql(
                 client, "query($id: ID!) { video(id: $id) { title } }", {"id": video_id}, viewer
             )
-            assert (answer["data"]["video"] is not None) == (rest.status_code == 200), (viewer, visibility)
+            visible = visibility != "private" or viewer is owner
+            assert (answer["data"]["video"] is not None) is visible, (viewer, visibility)
+            assert (rest.status_code == 200) is visible, (viewer, visibility)
             assert "errors" not in answer  # hidden and missing look the same: null
         rest_list = await client.get(
             f"/api/v1/videos?owner={owner.id}", headers=viewer.headers if viewer else {}
@@ -403,3 +405,62 @@ def test_schema_graphql_is_the_schema_the_code_builds(make_settings):
 async def test_graphql_is_left_out_of_the_openapi_document(client):
     document = (await client.get("/schema/openapi.json")).json()
     assert not [path for path in document["paths"] if path.startswith("/graphql")]
+
+
+async def test_search_suggest_and_similar_answer_as_rest_does(client, sign_up):
+    owner, other = await sign_up(), await sign_up()
+    bread = await add_video(client, owner, title="Sourdough bread at home", tags=["baking", "bread"])
+    await add_video(client, owner, title="Rye bread, slowly", tags=["baking"])
+    await add_video(client, owner, title="Tempering chocolate", tags=["chocolate"])
+    hidden = await add_video(client, owner, title="My private bread notes", visibility="private")
+    await indexed(client)
+
+    hits = "edges { node { score highlights { title { marked } } video { id } } } correctedQuery"
+    for viewer in (None, owner, other):
+        headers = viewer.headers if viewer else {}
+        rest = (await client.get("/api/v1/search?q=braed&facets=tags&limit=5", headers=headers)).json()
+        answer = await gql(
+            client,
+            f'{{ search(q: "braed", first: 5, facets: ["tags"]) {{ {hits} facets {{ tags {{ value count }} }} }} }}',
+            account=viewer,
+        )
+        assert "errors" not in answer, answer
+        found = answer["data"]["search"]
+        assert [edge["node"]["video"]["id"] for edge in found["edges"]] == [
+            hit["id"] for hit in rest["items"]
+        ]
+        assert [edge["node"]["score"] for edge in found["edges"]] == [hit["score"] for hit in rest["items"]]
+        assert found["correctedQuery"] == rest["corrected_query"] == "bread"
+        assert found["facets"]["tags"] == rest["facets"]["tags"]
+        assert (hidden in [hit["id"] for hit in rest["items"]]) is (viewer is owner)
+    marked = {
+        edge["node"]["video"]["id"]: edge["node"]["highlights"]["title"]["marked"] for edge in found["edges"]
+    }
+    assert marked[bread] == "Sourdough <mark>bread</mark> at home"
+
+    suggested = await gql(client, '{ suggest(q: "sourd") { text kind videoId } }')
+    rest = (await client.get("/api/v1/search/suggest?q=sourd")).json()["items"]
+    assert suggested["data"]["suggest"] == [
+        {"text": item["text"], "kind": item["kind"], "videoId": item["video_id"]} for item in rest
+    ]
+    assert suggested["data"]["suggest"][0]["videoId"] == bread
+
+    similar = await gql(client, f'{{ similar(id: "{bread}", first: 2) {{ video {{ id }} }} }}')
+    rest = (await client.get(f"/api/v1/videos/{bread}/similar?limit=2")).json()["items"]
+    assert [hit["video"]["id"] for hit in similar["data"]["similar"]] == [hit["id"] for hit in rest]
+    assert len(rest) == 2
+    # A video the viewer may not see has no similar videos to show: null, as REST's 404.
+    assert await gql(client, f'{{ similar(id: "{hidden}") {{ score }} }}', account=other) == {
+        "data": {"similar": None}
+    }
+
+    # REST's rules, each naming its field.
+    for query, field in [
+        ('{ search(q: "bread", mode: "fuzzy") { correctedQuery } }', "mode"),
+        ('{ search(q: "bread", first: 51) { correctedQuery } }', "first"),
+        ('{ search(q: "bread", facets: ["colour"]) { correctedQuery } }', "facets"),
+        ('{ search(q: "bread", after: "not-a-cursor") { correctedQuery } }', "after"),
+        ('{ suggest(q: "bre", first: 21) { text } }', "first"),
+        ('{ similar(id: "nope") { score } }', "id"),
+    ]:
+        assert codes(await gql(client, query)) == [(VALIDATION, field)], query
