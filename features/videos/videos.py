@@ -398,13 +398,14 @@ _SORT_KEYS: dict[str, tuple[Any, bool]] = {
 
 
 class ListQuery(msgspec.Struct, kw_only=True):
+    # The rules REST's query parameters state, for GraphQL's filter (converted into this struct).
     limit: int = 20
     cursor: str | None = None
     sort: Sort = "newest"
     owner: uuid.UUID | None = None
-    tag: str | None = None
-    min_duration: int | None = None
-    max_duration: int | None = None
+    tag: Annotated[str, TAG] | None = None
+    min_duration: Duration | None = None
+    max_duration: Duration | None = None
 
     def filters_fingerprint(self) -> str:
         filters = [str(self.owner), self.tag, self.min_duration, self.max_duration]

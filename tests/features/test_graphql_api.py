@@ -464,3 +464,23 @@ async def test_search_suggest_and_similar_answer_as_rest_does(client, sign_up):
         ('{ similar(id: "nope") { score } }', "id"),
     ]:
         assert codes(await gql(client, query)) == [(VALIDATION, field)], query
+
+
+async def test_list_filters_follow_the_rest_query_rules(client, sign_up):
+    owner = await sign_up()
+    await add_video(client, owner, title="Short", duration_seconds=30, tags=["quick"])
+    await add_video(client, owner, title="Long", duration_seconds=3_000, tags=["slow"])
+    titles = "edges { node { title } }"
+    short = await gql(client, f'{{ videos(filter: {{tag: "quick", maxDuration: 60}}) {{ {titles} }} }}')
+    assert short["data"]["videos"]["edges"] == [{"node": {"title": "Short"}}]
+    for value, field in [
+        (f'tag: "{"x" * 41}"', "tag"),
+        ('tag: "  "', "tag"),
+        ("minDuration: 0", "minDuration"),
+        ("maxDuration: 86401", "maxDuration"),
+    ]:
+        refused = await gql(client, f"{{ videos(filter: {{{value}}}) {{ {titles} }} }}")
+        assert codes(refused) == [(VALIDATION, field)], value
+        rest_parameter = {"tag": "tag", "minDuration": "min_duration", "maxDuration": "max_duration"}[field]
+        raw = value.split(": ", 1)[1].strip('"')
+        assert (await client.get("/api/v1/videos", params={rest_parameter: raw})).status_code == 400
