@@ -30,6 +30,7 @@ from core.database import bind_tables, build_engine, check_database, close_datab
 from core.errors import EXCEPTION_HANDLERS
 from core.graphql import GraphQLSchemaCommand, build_schema, graphql_routes
 from core.health import CatchingUp, health, metrics, ready
+from core.heap import freeze_long_lived_objects, thaw_long_lived_objects
 from core.http_options import AllowEveryMethod
 from core.jobs import JobQueue, Jobs
 from core.observability import (
@@ -140,11 +141,13 @@ def create_app(
             # The embedded index admits one process (a file lock), so a change still leased is a dead
             # process's, cut off mid-delivery: deliver it now, not when its lease runs out (60 s).
             await index_relay.release_leases()
+        freeze_long_lived_objects()  # the loaded index, the model, the app: built for good
         silence_server_access_log()
         try:
             async with job_queue.running():
                 yield
         finally:
+            thaw_long_lived_objects()
             await vector_index.close()
             try:
                 await cache.close()

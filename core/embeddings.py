@@ -6,8 +6,6 @@ package's data; both are pinned by sha256 and refused when they differ.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import functools
 import hashlib
 import importlib.metadata
@@ -17,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime
 from tokenizers import Tokenizer
+
+from core.heap import return_freed_memory
 
 DIMENSION = 384
 MODEL_ID = "all-MiniLM-L6-v2 (int8 ONNX)"
@@ -43,13 +43,6 @@ class EmbeddingModelError(RuntimeError):
 # after a few batches of the demo catalogue); trimming costs ~30 ms, so only after many texts, never
 # after a query's one.
 _TRIM_AFTER_TEXTS = 16
-
-
-def _return_freed_memory() -> None:
-    """Give the C heap's free pages back to the OS: optimising the model graph at load frees ~60 MB
-    that glibc would otherwise keep in the process for good. A no-op without glibc."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def _verified(path: Path, sha256: str) -> Path:
@@ -114,7 +107,7 @@ class Embedder:
         self._session = onnxruntime.InferenceSession(
             str(model_path), sess_options=options, providers=["CPUExecutionProvider"]
         )
-        _return_freed_memory()
+        return_freed_memory()
 
     def with_max_tokens(self, max_tokens: int) -> Embedder:
         """This model with another truncation length (sharing the loaded session), for measurements."""
@@ -138,7 +131,7 @@ class Embedder:
         for batch in token_batches([len(text_ids) for text_ids in ids], self.token_budget):
             out[batch] = self._embed_batch([ids[i] for i in batch])
         if len(texts) >= _TRIM_AFTER_TEXTS:
-            _return_freed_memory()
+            return_freed_memory()
         return out
 
     def _embed_batch(self, ids: list[list[int]]) -> np.ndarray:

@@ -24,6 +24,7 @@ from piccolo.table import Table
 
 from core.completions import Completions
 from core.database import write_transaction
+from core.heap import freeze_long_lived_objects
 from core.typos import ONE_TYPO_LENGTH, TypoIndex, correctable
 from core.vectors.sparse import tokenize
 
@@ -203,6 +204,8 @@ class Vocabulary:
             self.typos, self.completions = await asyncio.to_thread(
                 lambda: (TypoIndex(counts), Completions.load(rows))
             )
+            del terms, documents, rows, counts  # the rows read are garbage now, not to be frozen
+            freeze_long_lived_objects()
         else:
             for term in terms:
                 self.typos.set_count(term["term"], term["document_count"])
