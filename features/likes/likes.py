@@ -34,7 +34,6 @@ from features.videos.videos import (
     VideoPage,
     VideoReads,
     VideoSummary,
-    visible_video,
 )
 
 # ---------------------------------------------------------------- tables
@@ -128,18 +127,26 @@ async def liked_among(viewer_id: uuid.UUID, video_ids: list[uuid.UUID]) -> set[u
 
 # ---------------------------------------------------------------- rules: writes
 
-# Raw SQL because Piccolo's on_conflict() misreads SQLite 3.40 as older than 3.24 and refuses.
-_INSERT_LIKE = 'INSERT INTO video_likes (id, "user", video, created_at) VALUES ({}, {}, {}, {}) ON CONFLICT DO NOTHING RETURNING id'
-
-
-# A like's statements, compiled once (see PreparedQuery): a like is two statements in its transaction.
-_ADD_LIKE = PreparedQuery(VideoLike, lambda _, *values: VideoLike.raw(_INSERT_LIKE, *values))
-_REMOVE_LIKE = PreparedQuery(
+# Who may like a video is can_see's rule (anyone, but only its owner for a private one), checked by
+# the like's own statements: a like needs no read of the video before its transaction, and a video
+# made private meanwhile is never liked by someone who can no longer see it. Raw SQL because Piccolo's
+# on_conflict() misreads SQLite 3.40 as older than 3.24 and refuses; each runs compiled once (see
+# PreparedQuery), its arguments in the order of its placeholders.
+_MAY_SEE = "(visibility <> 'private' OR owner = {})"
+_ADD_LIKE = PreparedQuery(  # (like id, created at, video, viewer, viewer)
     VideoLike,
-    lambda _, video_id, user_id: (
-        VideoLike.delete()
-        .where((VideoLike.video == video_id) & (VideoLike.user == user_id))
-        .returning(VideoLike.id)
+    lambda _, *values: VideoLike.raw(
+        'INSERT INTO video_likes (id, created_at, video, "user") SELECT {}, {}, id, {} FROM videos '
+        f"WHERE id = {{}} AND {_MAY_SEE} ON CONFLICT DO NOTHING RETURNING id",
+        *values,
+    ),
+)
+_REMOVE_LIKE = PreparedQuery(  # (viewer, video, video, viewer)
+    VideoLike,
+    lambda _, *values: VideoLike.raw(
+        'DELETE FROM video_likes WHERE "user" = {} AND video = {} AND EXISTS '
+        f"(SELECT 1 FROM videos WHERE id = {{}} AND {_MAY_SEE}) RETURNING id",
+        *values,
     ),
 )
 # Shaped by the step, +1 or -1.
@@ -151,35 +158,38 @@ _MOVE_LIKE_COUNT = PreparedQuery(
         .returning(Video.like_count)
     ),
 )
-_LIKE_COUNT = PreparedQuery(
-    Video, lambda _, video_id: Video.select(Video.like_count).where(Video.id == video_id)
+_VISIBLE_LIKE_COUNT = PreparedQuery(  # (video, viewer)
+    Video,
+    lambda _, *values: Video.raw(f"SELECT like_count FROM videos WHERE id = {{}} AND {_MAY_SEE}", *values),
 )
 
 
-async def set_like(video_id: uuid.UUID, user: User, liked: bool, engine: Engine) -> LikeState:
-    """Like or unlike, idempotently; the count moves only when the like row really appeared or went.
+async def set_like(video_id: uuid.UUID, viewer: User, liked: bool, engine: Engine) -> LikeState:
+    """Like or unlike a video the viewer can see, idempotently (404 for one they cannot); the count
+    moves only when the like row really appeared or went.
 
     The count is adjusted with `like_count = like_count ± 1` in the same transaction as the row, so
     it stays exact under concurrent likes from many users on both engines; the UPDATE returns the new
-    count, so a like that changes something is two statements.
+    count, so a like is two statements whether it changes something or not.
     """
     async with write_transaction(engine):
         if liked:
-            changed = await _ADD_LIKE.rows(uuid.uuid4(), user.id, video_id, datetime.now(UTC))
+            changed = await _ADD_LIKE.rows(uuid.uuid4(), datetime.now(UTC), viewer.id, video_id, viewer.id)
         else:
-            changed = await _REMOVE_LIKE.rows(video_id, user.id)
+            changed = await _REMOVE_LIKE.rows(viewer.id, video_id, video_id, viewer.id)
         if changed:
             rows = await _MOVE_LIKE_COUNT.rows(video_id, shape=1 if liked else -1)
         else:
-            rows = await _LIKE_COUNT.rows(video_id)
-    return LikeState(liked=liked, like_count=rows[0]["like_count"] if rows else 0)
+            rows = await _VISIBLE_LIKE_COUNT.rows(video_id, viewer.id)
+            if not rows:
+                raise NotFound("No video with that id.")
+    return LikeState(liked=liked, like_count=rows[0]["like_count"])
 
 
 async def like_as(
     viewer: User, video_id: uuid.UUID, liked: bool, engine: Engine, reads: VideoReads
 ) -> LikeState:
     """Like or unlike a video the viewer can see (404 for one they cannot)."""
-    await visible_video(reads, video_id, viewer)
     state = await set_like(video_id, viewer, liked, engine)
     await reads.changed(video_id)
     return state

@@ -67,6 +67,30 @@ async def test_like_of_an_unknown_video_is_404(client, sign_up):
     assert_problem(await client.post(f"{unknown}/views"), 404)
 
 
+async def test_a_video_made_private_can_be_neither_liked_nor_unliked_by_others(client, sign_up):
+    """The like's own statements check who may see the video (no read before them): a video made
+    private after a like is a 404 to the liker either way, and nothing of the like moves."""
+    owner, fan, newcomer = await sign_up(), await sign_up(), await sign_up()
+    video = await add_video(client, owner)
+    like = f"{video_url(video['id'])}/like"
+    assert (await client.post(like, headers=fan.headers)).json() == {"liked": True, "like_count": 1}
+    made_private = await client.patch(
+        video_url(video["id"]), json={"visibility": "private"}, headers=owner.headers
+    )
+    assert made_private.status_code == 200, made_private.text
+
+    assert_problem(await client.delete(like, headers=fan.headers), 404)
+    assert_problem(await client.post(like, headers=fan.headers), 404)
+    assert_problem(await client.post(like, headers=newcomer.headers), 404)
+    assert (await client.post(like, headers=owner.headers)).json() == {"liked": True, "like_count": 2}
+    likers = VideoLike.select(VideoLike.user).where(VideoLike.video == uuid.UUID(video["id"]))
+    assert {str(row["user"]) for row in await in_test_loop(likers)} == {fan.id, owner.id}
+
+    await client.patch(video_url(video["id"]), json={"visibility": "unlisted"}, headers=owner.headers)
+    assert (await client.delete(like, headers=fan.headers)).json() == {"liked": False, "like_count": 1}
+    assert (await video_state(client, video["id"]))["like_count"] == 1
+
+
 async def test_fifty_users_liking_and_unliking_at_once_keep_the_count_exact(client, sign_up, make_settings):
     async with serve_here(make_settings) as http:
         owner = await sign_up(on=http)
