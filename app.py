@@ -23,7 +23,7 @@ from litestar.static_files import create_static_files_router
 from swagger_ui_bundle import swagger_ui_path
 
 from core import graphql_explorer
-from core.auth import LoginRateLimiter, Passwords, TokenRevocations
+from core.auth import LoginRateLimiter, Passwords, TokenRevocations, bearer_authenticator
 from core.backends import build_cache, build_job_queue, build_vector_index
 from core.cache import Cache, ReadThroughCache
 from core.database import bind_tables, build_engine, check_database, close_database, open_database
@@ -44,6 +44,7 @@ from core.qstash_jobs import run_job
 from core.ranking import CatalogueSize
 from core.request_body import JSONBodyRequest, RequestBodySchemas, read_request_body
 from core.settings import Settings, load_settings_or_exit
+from core.shortcuts import CachedAnswers
 from core.single_flight import SingleFlight
 from core.startup import OneLineStartupApp, open_search_index
 from core.vectors import VectorIndex
@@ -94,6 +95,12 @@ def create_app(
     jwt_auth = users.build_user_auth(settings, revocations, signed_in_users)
     passwords = Passwords(settings.password_hash_time_cost, settings.password_hash_memory_kib)
     video_reads = videos.VideoReads(cache, settings)
+    route_metrics = PrometheusConfig(
+        app_name="clipdex",
+        prefix="clipdex",
+        group_path=True,
+        middleware_class=CachedLabelsPrometheusMiddleware,
+    ).middleware
     view_counter = views.ViewCounter(cache, engine, video_reads)
     vector_index = vector_index if vector_index is not None else build_vector_index(settings)
     vocabulary = Vocabulary()
@@ -224,15 +231,7 @@ def create_app(
             GraphQLSchemaCommand(graphql_schema),
         ],
         on_app_init=[jwt_auth.on_app_init],
-        middleware=[
-            PrometheusConfig(
-                app_name="clipdex",
-                prefix="clipdex",
-                group_path=True,
-                middleware_class=CachedLabelsPrometheusMiddleware,
-            ).middleware,
-            AllowEveryMethod(),
-        ],
+        middleware=[route_metrics, AllowEveryMethod()],
         request_class=JSONBodyRequest,
         before_request=read_request_body,
         exception_handlers=EXCEPTION_HANDLERS,
@@ -266,6 +265,15 @@ def create_app(
     )
     # Litestar's middleware runs only for routed requests; wrapping the whole handler gives 404s and
     # 405s a request id and an access-log line too.
+    # The hottest cached read answered beneath Litestar's routing and handler machinery, with the
+    # route's own auth and metrics (core/shortcuts.py); everything else goes on to the routes.
+    app.asgi_handler = CachedAnswers(
+        app.asgi_handler,
+        [videos.video_read_shortcut(video_reads)],
+        bearer_authenticator(jwt_auth),
+        route_metrics(app=app.asgi_handler),
+        cross_origin_to_routes=bool(settings.cors_allow_origins),
+    )
     app.asgi_handler = RequestContext(app.asgi_handler)
     if not job_queue.in_process:
         app.asgi_handler = AnnouncePublished(app.asgi_handler, announce_published)

@@ -11,8 +11,9 @@ import hashlib
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -20,7 +21,8 @@ from litestar import Request
 from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException
 from litestar.middleware.authentication import AuthenticationResult
-from litestar.security.jwt import JWTAuthenticationMiddleware, Token
+from litestar.security.jwt import JWTAuth, JWTAuthenticationMiddleware, Token
+from litestar.types import Scope
 
 from core.cache import Cache
 from core.errors import Problem, TooManyRequests
@@ -192,6 +194,28 @@ class OptionalBearerAuthMiddleware(JWTAuthenticationMiddleware):
         if not user or (self.revoked_token_handler and await self.revoked_token_handler(token, connection)):
             raise NotAuthorizedException()
         return AuthenticationResult(user=user, auth=token)
+
+
+def bearer_authenticator(auth: JWTAuth[Any, Token]) -> Callable[[Scope], Awaitable[Any]]:
+    """The signed-in user of a request, for code in front of Litestar's routes (core.shortcuts): None
+    without a token, else what the routes' own middleware makes of it (the same decoding, user and
+    revocation checks), raising NotAuthorizedException for a token they would refuse."""
+    # The middleware instance only authenticates here: it never wraps an app.
+    middleware = cast(OptionalBearerAuthMiddleware, auth.middleware(app=cast(Any, None)))
+
+    header = middleware.auth_header.lower().encode("latin-1")
+
+    async def authenticate(scope: Scope) -> Any:
+        sent = next((value for name, value in scope["headers"] if name == header), None)
+        if not sent:
+            return None
+        # JWTAuthenticationMiddleware.authenticate_request's reading of the header, off the raw headers
+        # (the route's auth_optional check needs a route, and a token that is sent must be valid anyway).
+        encoded_token = sent.decode("latin-1").partition(" ")[-1]
+        result = await middleware.authenticate_token(encoded_token, ASGIConnection(scope))
+        return result.user
+
+    return authenticate
 
 
 def _has_header(scope: Any, name: str) -> bool:

@@ -198,17 +198,30 @@ class CachedLabelsPrometheusMiddleware(PrometheusMiddleware):
             self._finished[key] = children
         return children
 
+    def in_progress(self, method: str, path: str) -> Any:
+        """The requests-in-progress gauge of a route (its template as `path`)."""
+        gauge = self._in_progress.get((method, path))
+        if gauge is None:
+            labels = self._labels(method, path, 200)
+            gauge = self._in_progress[(method, path)] = self.requests_in_progress(labels).labels(
+                *labels.values()
+            )
+        return gauge
+
+    def finished(self, method: str, path: str, status: int, seconds: float) -> None:
+        """Count one answered request of a route and its duration up to the response body."""
+        count, duration, errors = self._finished_children(method, path, status)
+        if errors is not None:
+            errors.inc()
+        count.inc()
+        duration.observe(seconds)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not self._simple or scope["type"] != "http":
             await super().__call__(scope, receive, send)
             return
         method, path = scope["method"], scope["path_template"]
-        in_progress = self._in_progress.get((method, path))
-        if in_progress is None:
-            labels = self._labels(method, path, 200)
-            in_progress = self._in_progress[(method, path)] = self.requests_in_progress(labels).labels(
-                *labels.values()
-            )
+        in_progress = self.in_progress(method, path)
         started = time.perf_counter()
         span = [200, 0.0]  # status, duration up to the response body, as the parent measures it
 
@@ -224,11 +237,7 @@ class CachedLabelsPrometheusMiddleware(PrometheusMiddleware):
             await self.app(scope, receive, measured_send)
         finally:
             in_progress.dec()
-            count, duration, errors = self._finished_children(method, path, int(span[0]))
-            if errors is not None:
-                errors.inc()
-            count.inc()
-            duration.observe(span[1])
+            self.finished(method, path, int(span[0]), span[1])
 
 
 def configure_logging(settings: Settings) -> None:

@@ -19,6 +19,7 @@ from litestar.di import NamedDependency
 from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 from litestar.security.jwt import Token
+from litestar.types import Scope
 from piccolo.columns import (
     JSON,
     UUID,
@@ -54,6 +55,7 @@ from core.pagination import (
     sort_key,
 )
 from core.settings import Settings
+from core.shortcuts import Answer, Shortcut
 from core.single_flight import SingleFlight
 from features.users.users import User, UserNode, users_by_ids
 
@@ -683,9 +685,49 @@ async def read_video(
 ) -> Response[VideoRead]:
     """Public and unlisted videos for anyone, private ones for their owner. Supports `If-None-Match`."""
     video, cache_status = await visible_entry(video_reads, video_id, optional_user(request))
+    answer = video_answer(video, cache_status, if_none_match)
+    return Response(
+        answer.body, status_code=answer.status, headers=dict(answer.text_headers), media_type=None
+    )
+
+
+class VideoAnswer(NamedTuple):
+    """What a read of a video the viewer may see answers, the route's and the shortcut's alike."""
+
+    status: int
+    text_headers: list[tuple[str, str]]
+    body: bytes
+
+
+def video_answer(video: CachedVideo, cache_status: CacheStatus, if_none_match: str | None) -> VideoAnswer:
     if if_none_match and video.etag in if_none_match:
-        return Response(b"", status_code=304, headers={"ETag": video.etag, "X-Cache": cache_status})
-    return _json(video.encoded, cache_status=cache_status, etag=video.etag)
+        return VideoAnswer(304, [("x-cache", cache_status), ("etag", video.etag)], b"")
+    headers = [("x-cache", cache_status), ("etag", video.etag), ("content-type", "application/json")]
+    return VideoAnswer(200, headers, video.encoded)
+
+
+def video_read_shortcut(reads: VideoReads) -> Shortcut:
+    """`GET /api/v1/videos/{id}` answered beneath Litestar (core.shortcuts) when the video is one the
+    viewer may see; anything else (a 404, an id that is not one) is left to read_video."""
+
+    async def answer(rest: str, viewer: User | None, scope: Scope) -> Answer | None:
+        try:
+            video_id = uuid.UUID(rest)  # as the route's `uuid` path type reads it
+        except ValueError:
+            return None
+        sent = [value for name, value in scope["headers"] if name == b"if-none-match"]
+        if len(sent) > 1:
+            return None  # several If-None-Match headers: the route's header parsing decides
+        video, cache_status = await reads.detail(video_id)
+        if video is None or not video.visible_to(viewer):
+            return None
+        status, headers, body = video_answer(video, cache_status, sent[0].decode("latin-1") if sent else None)
+        raw = [(name.encode(), value.encode("latin-1")) for name, value in headers]
+        if status == 200:
+            raw.append((b"content-length", str(len(body)).encode()))
+        return Answer(status, raw, body)
+
+    return Shortcut(prefix="/api/v1/videos/", path_template="/api/v1/videos/{video_id:uuid}", answer=answer)
 
 
 @patch(
