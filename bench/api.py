@@ -130,6 +130,7 @@ def wrk(url: str, lines: list[str], connections: int, seconds: int, workdir: Pat
     output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
     result = json.loads(output.strip().splitlines()[-1])
     result["rps"] = result["requests"] / (result["duration_us"] / 1e6)
+    result["unique_requests"] = len(lines)  # the script counts them per wrk thread, not in done()
     return result
 
 
