@@ -1,12 +1,17 @@
-"""Logging as the app sets it up: clipdex's own loggers at LOG_LEVEL, libraries only for warnings."""
+"""Logging as the app sets it up: clipdex's own loggers at LOG_LEVEL, libraries only for warnings, lines
+written a loop iteration at a time."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import subprocess
 import sys
+import weakref
 from pathlib import Path
 
+from core.observability import LoopBatchedStreamHandler
 from tests.conftest import ROOT, clipdex_environ
 
 _LOG_FROM_A_LIBRARY = """
@@ -51,3 +56,61 @@ def test_log_level_above_warning_quiets_libraries_too(tmp_path):
     assert "a library warning" not in stderr
     assert "HTTP Request" not in stderr
     assert "an app line" not in stderr
+
+
+class _RecordingStream:
+    def __init__(self) -> None:
+        self.writes: list[str] = []
+        self.flushes = 0
+
+    def write(self, text: str) -> None:
+        self.writes.append(text)
+
+    def flush(self) -> None:
+        self.flushes += 1
+
+
+def _handler(stream: _RecordingStream) -> logging.Logger:
+    logger = logging.getLogger(f"clipdex.test.batched.{id(stream)}")
+    logger.handlers[:] = [LoopBatchedStreamHandler(stream)]
+    logger.handlers[0].setFormatter(logging.Formatter("%(message)s"))
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    return logger
+
+
+async def test_lines_of_one_loop_iteration_are_written_together_in_order():
+    stream = _RecordingStream()
+    logger = _handler(stream)
+
+    for number in range(3):
+        logger.info("request %d", number)
+    assert stream.writes == []  # until the loop's iteration ends
+    await asyncio.sleep(0)
+    logger.info("request 3")
+    await asyncio.sleep(0)
+
+    assert stream.writes == ["request 0\nrequest 1\nrequest 2\n", "request 3\n"]
+    assert stream.flushes == 2
+
+
+async def test_a_line_logged_off_the_loop_is_written_at_once_after_the_waiting_ones():
+    stream = _RecordingStream()
+    logger = _handler(stream)
+
+    logger.info("on the loop")
+    await asyncio.to_thread(logger.info, "from a thread")
+
+    assert stream.writes == ["on the loop\nfrom a thread\n"]
+    await asyncio.sleep(0)
+    assert stream.writes == ["on the loop\nfrom a thread\n"]  # nothing is written twice
+
+
+async def test_flushing_writes_what_waits_as_a_normal_exit_does():
+    stream = _RecordingStream()
+    logger = _handler(stream)
+
+    logger.info("the last line")
+    logging.shutdown(handlerList=[weakref.ref(logger.handlers[0])])
+
+    assert stream.writes == ["the last line\n"]
