@@ -101,13 +101,16 @@ async def test_the_shortcut_answers_as_the_route_does(client, sign_up):
         await client.get(video_url(video["id"]), headers=owner.headers)  # cached: both answers are hits
 
     cases = [
-        (public, {}),
-        (unlisted, {}),
-        (public, other.headers),
-        (private, owner.headers),
+        (public, {}, video_url(public["id"])),
+        (unlisted, {}, video_url(unlisted["id"])),
+        (public, other.headers, video_url(public["id"])),
+        (private, owner.headers, video_url(private["id"])),
+        # Other spellings of the id, as the route's uuid path type reads them.
+        (public, {}, video_url(public["id"].upper())),
+        (public, {}, video_url(uuid.UUID(public["id"]).hex)),
     ]
-    for video, headers in cases:
-        shortcut, route = await _both(client, video_url(video["id"]), headers)
+    for video, headers, path in cases:
+        shortcut, route = await _both(client, path, headers)
         assert shortcut is not None, (video["visibility"], headers)
         assert (shortcut.status, shortcut.headers, shortcut.body) == (route.status, route.headers, route.body)
         assert shortcut.status == 200
@@ -115,9 +118,7 @@ async def test_the_shortcut_answers_as_the_route_does(client, sign_up):
 
         etag = dict(route.headers)[b"etag"].decode()
         for if_none_match, status in ((etag, 304), (f'"other", {etag}', 304), ('"stale"', 200)):
-            shortcut, route = await _both(
-                client, video_url(video["id"]), {**headers, "If-None-Match": if_none_match}
-            )
+            shortcut, route = await _both(client, path, {**headers, "If-None-Match": if_none_match})
             assert shortcut is not None
             assert (shortcut.status, shortcut.headers, shortcut.body) == (
                 route.status,
