@@ -354,9 +354,10 @@ class SignedInUsers:
 
     async def current(self, user_id: uuid.UUID) -> SignedInUser | None:
         """The account as it is now; None when it does not exist (deleted)."""
-        generation = await self._entries.generation(f"user:{user_id}")
+        account = str(user_id)  # spelt once: a UUID's str() is a good part of a cached read's cost
+        generation = await self._entries.generation(f"user:{account}")
         # Odd: a change is under way, or ended without its closing increment.
-        key = None if generation is None or generation % 2 else f"auth:user:{user_id}:{generation}"
+        key = None if generation is None or generation % 2 else f"auth:user:{account}:{generation}"
         if key is not None and (cached := await self._entries.get(key)) is not None:
             return _snapshot_decoder.decode(cached)
         row = await User.select(*_SIGNED_IN_COLUMNS).where(User.id == user_id).first()

@@ -282,7 +282,8 @@ class VideoReads:
 
     async def detail(self, video_id: uuid.UUID) -> tuple[CachedVideo | None, CacheStatus]:
         """The video as cached (None when no such video) and whether the cache had it (X-Cache)."""
-        generation = await self.cache.generation(f"video:{video_id}")
+        video = str(video_id)  # spelt once: a UUID's str() is a good part of a cached read's cost
+        generation = await self.cache.generation(f"video:{video}")
 
         async def load() -> bytes:
             rows = await _DETAIL_READ.rows(video_id)
@@ -292,7 +293,7 @@ class VideoReads:
         async def entry() -> bytes:
             return CachedVideo.entry(await load())
 
-        key = None if generation is None else f"videos:video:{video_id}:{generation}"
+        key = None if generation is None else f"videos:video:{video}:{generation}"
         cached, status = await self.cache.read(key, entry, self.detail_ttl)
         return CachedVideo.of(cached), status
 
