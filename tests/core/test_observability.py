@@ -8,6 +8,7 @@ import json
 import logging
 import subprocess
 import sys
+import threading
 import weakref
 from pathlib import Path
 
@@ -99,7 +100,10 @@ async def test_a_line_logged_off_the_loop_is_written_at_once_after_the_waiting_o
     logger = _handler(stream)
 
     logger.info("on the loop")
-    await asyncio.to_thread(logger.info, "from a thread")
+    # Joined without yielding to the loop, so the line on the loop is still waiting when it logs.
+    thread = threading.Thread(target=logger.info, args=("from a thread",))
+    thread.start()
+    thread.join()
 
     assert stream.writes == ["on the loop\nfrom a thread\n"]
     await asyncio.sleep(0)
