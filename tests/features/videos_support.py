@@ -10,6 +10,8 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
+from qstash import QStash
+from qstash.log import LogState
 
 from app import create_app
 from core.qstash_jobs import SCHEDULE_ID_PREFIX
@@ -79,14 +81,28 @@ async def schedule_paused(backend: Backend, job: str, *, resume: bool = True) ->
     if backend.qstash is None:
         yield
         return
-    schedules = backend.qstash.client.schedule
+    client = backend.qstash.client
     schedule_id = SCHEDULE_ID_PREFIX + job
-    await asyncio.to_thread(schedules.pause, schedule_id)
+    await asyncio.to_thread(client.schedule.pause, schedule_id)
+    # A run the schedule fired just before the pause may still be on its way to the app: the block
+    # starts once every run it fired has ended, so none of them sees what the block does.
+    await eventually(lambda: _runs_ended(client, schedule_id), within=10.0)
     try:
         yield
     finally:
         if resume:
-            await asyncio.to_thread(schedules.resume, schedule_id)
+            await asyncio.to_thread(client.schedule.resume, schedule_id)
+
+
+async def _runs_ended(client: QStash, schedule_id: str) -> bool:
+    logs = (await asyncio.to_thread(client.log.list, filter={"schedule_id": schedule_id})).logs
+    latest: dict[str, LogState] = {}
+    for log in logs:  # newest first
+        latest.setdefault(log.message_id, log.state)
+    return all(state in _ENDED for state in latest.values())
+
+
+_ENDED = {LogState.DELIVERED, LogState.FAILED, LogState.CANCELED}
 
 
 def video_url(video_id: str) -> str:
