@@ -160,7 +160,7 @@ class OptionalBearerAuthMiddleware(JWTAuthenticationMiddleware):
     async def authenticate_request(
         self, connection: ASGIConnection[Any, Any, Any, Any]
     ) -> AuthenticationResult:
-        if connection.route_handler.opt.get("auth_optional") and not _has_header(
+        if connection.route_handler.opt.get("auth_optional") and not _sent_header(
             connection.scope, self.auth_header
         ):
             return AuthenticationResult(user=None, auth=None)
@@ -203,11 +203,9 @@ def bearer_authenticator(auth: JWTAuth[Any, Token]) -> Callable[[Scope], Awaitab
     # The middleware instance only authenticates here: it never wraps an app.
     middleware = cast(OptionalBearerAuthMiddleware, auth.middleware(app=cast(Any, None)))
 
-    header = middleware.auth_header.lower().encode("latin-1")
-
     async def authenticate(scope: Scope) -> Any:
-        sent = next((value for name, value in scope["headers"] if name == header), None)
-        if not sent:
+        sent = _sent_header(scope, middleware.auth_header)
+        if sent is None:
             return None
         # JWTAuthenticationMiddleware.authenticate_request's reading of the header, off the raw headers
         # (the route's auth_optional check needs a route, and a token that is sent must be valid anyway).
@@ -218,11 +216,11 @@ def bearer_authenticator(auth: JWTAuth[Any, Token]) -> Callable[[Scope], Awaitab
     return authenticate
 
 
-def _has_header(scope: Any, name: str) -> bool:
-    """Whether the request sent header `name` with a value: read off the raw headers, without building
-    Litestar's header mapping for a request that sends none."""
+def _sent_header(scope: Any, name: str) -> bytes | None:
+    """The value of header `name` if the request sent it non-empty: read off the raw headers, without
+    building Litestar's header mapping for a request that sends none."""
     wanted = name.lower().encode("latin-1")
-    return any(key == wanted and value for key, value in scope["headers"])
+    return next((value for key, value in scope["headers"] if key == wanted and value), None)
 
 
 @dataclass

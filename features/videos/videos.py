@@ -719,8 +719,9 @@ def video_read_shortcut(reads: VideoReads) -> Shortcut:
         sent = [value for name, value in scope["headers"] if name == b"if-none-match"]
         if len(sent) > 1:
             return None  # several If-None-Match headers: the route's header parsing decides
-        video, cache_status = await reads.detail(video_id)
-        if video is None or not video.visible_to(viewer):
+        try:
+            video, cache_status = await visible_entry(reads, video_id, viewer)
+        except NotFound:
             return None
         status, headers, body = video_answer(video, cache_status, sent[0].decode("latin-1") if sent else None)
         raw = [(name.encode(), value.encode("latin-1")) for name, value in headers]
