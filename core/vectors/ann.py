@@ -34,16 +34,20 @@ def _usearch() -> ModuleType:
 
 @dataclass(frozen=True)
 class AnnSettings:
-    """How the HNSW graph is built and searched (see the engine's constructor for the defaults' why)."""
+    """How the HNSW graph is built and searched."""
 
-    # Measured at 100k x 384 clustered unit vectors, int8 graph, 40 candidates rescored: expansion_search
-    # 64 -> recall@10 0.977, 96 -> 0.994, 128 -> 0.995 (raw search 0.5-0.8 ms on a busy 2-core box);
-    # expansion_add 64 instead of 128 halves the build time for ~0.01 of recall at 96.
-    connectivity: int = 16
-    expansion_add: int = 64
-    expansion_search: int = 96
+    # Measured with bench.vector_engine (384-d clustered unit vectors, int8 graph, 40 candidates
+    # rescored; BENCHMARKS.md section 2). The graph's density is what limits recall as it grows: with
+    # connectivity 16 and expansion_add 64, 1M rows reached 0.90 at 2.7 ms and 0.955 only at 4.7 ms,
+    # however wide the search. Connectivity 32 and expansion_add 128 reach 0.976 at 1.6 ms at 1M and
+    # 0.998 at 0.5 ms at 100k (0.995 before), for ~1.6x the build time (still ~7,000 rows/s at 100k, far
+    # faster than the model embeds) and ~190 MB more memory at 1M (1,924 MB resident, from 1,739).
+    connectivity: int = 32
+    expansion_add: int = 128
+    # A denser graph needs a narrower search: 64 gives 0.998 at 100k (48: 0.991, 96: 1.000 for +0.1 ms).
+    expansion_search: int = 64
     # expansion_search is the width for a graph of up to this many rows. At a fixed width recall falls
-    # as the graph grows (0.997 at 100k, 0.81 at 1M with 96), so past it the width grows with the
+    # as the graph grows (0.998 at 100k, 0.94 at 1M with 96), so past it the width grows with the
     # square root of the size: see expansion_for.
     expansion_reference_rows: int = 100_000
     # Candidates taken from the graph and rescored exactly, at least: int8 distances order the top 10
