@@ -183,6 +183,14 @@ class AnnIndex:
             self.index = self._new_index()
             return False
         if self.index.connectivity != self.settings.connectivity or len(self.index) != rows:
+            # A graph saved by another version's settings (connectivity 16 before issue 15) costs one
+            # rebuild when opened: ~10 minutes at 1M rows here, so say so.
+            logger.warning(
+                "vector index: the saved graph %s has connectivity %d, not %d; rebuilding it",
+                path,
+                self.index.connectivity,
+                self.settings.connectivity,
+            )
             self.index = self._new_index()
             return False
         self.index.expansion_search = self._width = self.settings.expansion_search
