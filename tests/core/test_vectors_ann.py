@@ -223,7 +223,7 @@ async def test_the_graph_is_saved_beside_the_snapshot_and_reused(tmp_path):
     assert [path.name for path in tmp_path.glob("graph-*.usearch")] != [graphs[0].name]  # a new generation
 
 
-async def test_a_damaged_or_foreign_graph_is_rebuilt_not_trusted(tmp_path, caplog):
+async def test_a_damaged_graph_is_rebuilt_not_trusted(tmp_path):
     vectors = clustered(2000)
     query = clustered(1, seed=19)[0]
     async with index_of(path=tmp_path) as index:
@@ -236,12 +236,21 @@ async def test_a_damaged_or_foreign_graph_is_rebuilt_not_trusted(tmp_path, caplo
     async with index_of(path=tmp_path) as index:
         assert overlap(await top(index, query), want) >= 0.8  # a rebuilt graph, not the same one
         assert len(index._memory.get("").ann) == 2000
-    # A graph built another way (valid checksum, other connectivity) is rebuilt, not adopted.
+
+
+async def test_a_graph_saved_with_other_settings_is_rebuilt_with_a_warning(tmp_path, caplog):
+    # An intact graph of another connectivity (an earlier version's defaults) is not adopted.
+    vectors = clustered(2000)
+    query = clustered(1, seed=19)[0]
+    async with index_of(path=tmp_path) as index:
+        await index.upsert(records(vectors))
+        want = await top(index, query)
     other = AnnSettings(connectivity=8, expansion_add=128, expansion_search=128, oversample=60)
     caplog.clear()
     async with index_of(path=tmp_path, ann=other) as index:
         assert index._memory.get("").ann.index.connectivity == 8
-        assert "connectivity 16, not 8; rebuilding it" in caplog.text
+        assert "has connectivity 16, not 8; rebuilding it" in caplog.text
+        assert "damaged" not in caplog.text
         assert overlap(await top(index, query), want) >= 0.8
 
 
