@@ -131,15 +131,20 @@ async def reindex_bench(args: argparse.Namespace) -> None:
             embedder = embedder.with_max_tokens(args.max_tokens)
         embedder.embed(["warm up"])
         texts = [indexed_text(row) for row in await Video.select().order_by(Video.id)]
-        for backend in args.backends:
-            # The model alone on the same texts first, in one call (its own batching, the best it
-            # does), then the reindex: side by side, so the ratio holds on a shared machine.
-            # CPU seconds too: on a shared machine the wall clock moves with the neighbours' load
-            # between the two runs, the work each needs much less.
+
+        def model_alone() -> tuple[float, float]:
+            """Texts per second and per CPU second of the model alone on the same texts, in one call
+            (its own batching, the best it does)."""
             started, cpu = time.perf_counter(), time.process_time()
             embedder.embed(texts)
-            alone = len(texts) / (time.perf_counter() - started)
-            alone_cpu = len(texts) / (time.process_time() - cpu)
+            return len(texts) / (time.perf_counter() - started), len(texts) / (time.process_time() - cpu)
+
+        # Each reindex runs between two runs of the model alone and is compared with their mean: the
+        # machine's speed drifts over a run of minutes (the model alone measured 5% slower after the
+        # first reindex than before it on an idle machine), which would count against whatever runs
+        # second. CPU seconds too: the wall clock moves with the neighbours' load, the work much less.
+        before = model_alone()
+        for backend in args.backends:
             timed = TimedEmbed(embedder)
             async with reindex_target(backend, timed) as (index, server_cpu):
                 indexer = SearchIndexer(index, InMemoryCache())
@@ -149,6 +154,8 @@ async def reindex_bench(args: argparse.Namespace) -> None:
                 elapsed = time.perf_counter() - started
                 cpu = time.process_time() - cpu + server_cpu() - server_started
                 info = await index.info()
+            after = model_alone()
+            alone, alone_cpu = (before[0] + after[0]) / 2, (before[1] + after[1]) / 2
             figures = {
                 "bench": "reindex",
                 "backend": backend,
@@ -157,6 +164,7 @@ async def reindex_bench(args: argparse.Namespace) -> None:
                 "seconds": round(elapsed, 1),
                 "videos_per_second": round(done / elapsed, 1),
                 "model_alone_texts_per_second": round(alone, 1),
+                "model_alone_before_after": [round(before[0], 1), round(after[0], 1)],
                 "share_of_model_alone": round(done / elapsed / alone, 3),
                 "cpu_seconds": round(cpu, 1),
                 "model_alone_texts_per_cpu_second": round(alone_cpu, 1),
@@ -174,11 +182,13 @@ async def reindex_bench(args: argparse.Namespace) -> None:
             log(
                 f"reindex of {done} videos into the {backend} index: {figures['seconds']} s, "
                 f"{figures['videos_per_second']} videos/s = {figures['share_of_model_alone']:.0%} of the "
-                f"model alone on the same texts ({alone:.1f}/s), {figures['share_of_model_alone_by_cpu']:.0%} "
+                f"model alone on the same texts ({alone:.1f}/s: {before[0]:.1f} before, {after[0]:.1f} after), "
+                f"{figures['share_of_model_alone_by_cpu']:.0%} "
                 f"by CPU time (this process and the vector server's); model {figures['embedding_share']:.0%} of "
                 f"the time, {figures['tokens_per_video']} word pieces per video at "
                 f"{figures['model_tokens_per_second']}/s; peak RSS {figures['peak_rss_mb']} MB"
             )
+            before = after
         await close_database(engine)
 
 
