@@ -40,8 +40,9 @@ class AnnSettings:
     # rescored; BENCHMARKS.md section 2). The graph's density is what limits recall as it grows: with
     # connectivity 16 and expansion_add 64, 1M rows reached 0.90 at 2.7 ms and 0.955 only at 4.7 ms,
     # however wide the search. Connectivity 32 and expansion_add 128 reach 0.977 at 1M (p50 1.3-3.7 ms
-    # between runs) and 0.998 at 0.5 ms at 100k (0.995 before), for ~1.6x the build time (still ~7,000 rows/s at 100k, far
-    # faster than the model embeds) and ~190 MB more memory at 1M (1,924 MB resident, from 1,739).
+    # between runs) and 0.998 at 0.5 ms at 100k (0.995 before), for ~1.6x the build time (still
+    # ~7,000 rows/s at 100k, far faster than the model embeds) and ~190 MB more memory at 1M (1,924 MB
+    # resident, from 1,739).
     connectivity: int = 32
     expansion_add: int = 128
     # A denser graph needs a narrower search: 64 gives 0.998 at 100k (48: 0.991, 96: 1.000 for +0.1 ms).
