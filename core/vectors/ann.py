@@ -183,7 +183,7 @@ class AnnIndex:
             logger.warning("vector index: the saved graph %s does not load; rebuilding it", path)
             self.index = self._new_index()
             return False
-        if self.index.connectivity != self.settings.connectivity or len(self.index) != rows:
+        if self.index.connectivity != self.settings.connectivity:
             # A graph saved by another version's settings (connectivity 16 before issue 15) costs one
             # rebuild when opened: ~10 minutes at 1M rows here, so say so.
             logger.warning(
@@ -192,6 +192,9 @@ class AnnIndex:
                 self.index.connectivity,
                 self.settings.connectivity,
             )
+            self.index = self._new_index()
+            return False
+        if len(self.index) != rows:
             self.index = self._new_index()
             return False
         self.index.expansion_search = self._width = self.settings.expansion_search
