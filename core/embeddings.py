@@ -16,7 +16,7 @@ import numpy as np
 import onnxruntime
 from tokenizers import Tokenizer
 
-from core.heap import return_freed_memory
+from core.heap import IdleHeapTrim, return_freed_memory
 
 DIMENSION = 384
 MODEL_ID = "all-MiniLM-L6-v2 (int8 ONNX)"
@@ -40,8 +40,8 @@ class EmbeddingModelError(RuntimeError):
 
 
 # Without onnxruntime's arena, an indexing batch's buffers go back to glibc, which keeps them (~100 MB
-# after a few batches of the demo catalogue); trimming costs ~30 ms, so only after many texts, never
-# after a query's one.
+# after a few batches of the demo catalogue); they are handed back once indexing pauses (IdleHeapTrim),
+# and only after calls of many texts, never after a query's one.
 _TRIM_AFTER_TEXTS = 16
 
 
@@ -108,6 +108,7 @@ class Embedder:
             str(model_path), sess_options=options, providers=["CPUExecutionProvider"]
         )
         return_freed_memory()
+        self._idle_trim = IdleHeapTrim()
 
     def with_max_tokens(self, max_tokens: int) -> Embedder:
         """This model with another truncation length (sharing the loaded session), for measurements."""
@@ -131,7 +132,7 @@ class Embedder:
         for batch in token_batches([len(text_ids) for text_ids in ids], self.token_budget):
             out[batch] = self._embed_batch([ids[i] for i in batch])
         if len(texts) >= _TRIM_AFTER_TEXTS:
-            return_freed_memory()
+            self._idle_trim.worked()
         return out
 
     def _embed_batch(self, ids: list[list[int]]) -> np.ndarray:
