@@ -5,7 +5,8 @@ Each size runs in a fresh child process, so its memory figures are its own. Data
 real embeddings (unit vectors scattered around 200 random centres), generated in 100k-row chunks
 from per-chunk seeds, so the 1M run never holds the float32 data whole: the exact top 10 is
 computed chunk by chunk from regenerated data. Every write and query goes through the public async
-API. One JSON object per size on stdout, a human line per size on stderr.
+API, except the per-layer timings (`layers`), which reach into the engine to time what lies beneath
+it. One JSON object per size on stdout, a human line per size on stderr.
 
     .venv/bin/python -m bench.vector_engine            # 10k, 100k and 1M (1M with float16 storage)
     .venv/bin/python -m bench.vector_engine --quick    # 10k and 100k
@@ -93,6 +94,51 @@ def retune(
     namespace.options = dataclasses.replace(namespace.options, ann=ann)
     namespace.ann.settings = ann
     return True
+
+
+def layers(index: EmbeddedVectorIndex, queries: np.ndarray) -> dict[str, float] | None:
+    """p50 ms of one plain top-10 query at each layer below the async API, each layer over every query
+    in turn: usearch's own search (40 candidates, the engine's width), the namespace's dense search
+    (that plus rescoring the candidates exactly), and MemoryIndex.search (plus ranking and results).
+    What `await index.query` adds to the last is mostly the hop to a worker thread and back (its
+    argument checks and lock cost a few µs). None when the namespace has no graph (searched exactly)."""
+    space = index._memory.namespaces[DEFAULT_NAMESPACE]
+    if space.ann is None:
+        return None
+    space.sync()
+    ann = space.ann
+    ann.index.expansion_search = ann._width = ann.settings.expansion_for(len(ann))
+    candidates = max(20, ann.settings.oversample)
+    prepared = [ann._prepared(query) for query in queries]
+    nothing = (False, False, False)
+
+    def p50(call: Any, inputs: list[Any]) -> float:
+        timings = []
+        for value in inputs:
+            began = time.perf_counter()
+            call(value)
+            timings.append((time.perf_counter() - began) * 1000)
+        return round(float(np.percentile(timings, 50)), 3)
+
+    return {
+        "graph": p50(lambda query: ann.index.search(query, candidates, threads=1), prepared),
+        "rescored": p50(lambda query: space.dense_top(query, 10, None, "COSINE"), list(queries)),
+        "ranked": p50(
+            lambda query: index._memory.search(
+                DEFAULT_NAMESPACE,
+                query,
+                None,
+                None,
+                top_k=10,
+                include=nothing,
+                filter="",
+                predicate=None,
+                fusion="RRF",
+                idf_weighting=False,
+            ),
+            list(queries),
+        ),
+    }
 
 
 def exact_top(count: int, queries: np.ndarray, centres: np.ndarray, filtered: bool) -> np.ndarray:
@@ -196,6 +242,7 @@ async def measure(
         built = memory_mb()
         after_build, build_peak = built["VmRSS"], built["VmHWM"]
         plain = await timed(index, query_lists, "")
+        layered = layers(index, queries)
         filtered = await timed(index, query_lists, FILTER)
         exact_plain = exact_top(count, queries[:RECALL_QUERIES], centres, filtered=False)
         exact_filtered = exact_top(count, queries[:RECALL_QUERIES], centres, filtered=True)
@@ -245,6 +292,8 @@ async def measure(
         "build_s": round(build, 2),
         "query_p50_ms": percentiles(plain)[0],
         "query_p99_ms": percentiles(plain)[1],
+        # The same queries' p50 at each layer below the async API (see layers), right after.
+        "layers_p50_ms": layered,
         "filtered_p50_ms": percentiles(filtered)[0],
         "filtered_p99_ms": percentiles(filtered)[1],
         "filter_share": 1 / BUCKETS,
@@ -294,8 +343,15 @@ async def load_only(directory: str, precision: str, ann_min_rows: int, ann: AnnS
 def human(result: dict[str, Any]) -> str:
     return (
         f"{result['vectors']:>8} {result['precision']}: build {result['build_s']:.1f} s, "
-        f"query p50 {result['query_p50_ms']:.2f} p99 {result['query_p99_ms']:.2f} ms, "
-        f"filtered (1%) p50 {result['filtered_p50_ms']:.2f} p99 {result['filtered_p99_ms']:.2f} ms, "
+        f"query p50 {result['query_p50_ms']:.2f} p99 {result['query_p99_ms']:.2f} ms"
+        + (
+            " (below the async API: graph {graph:.2f}, rescored {rescored:.2f}, ranked {ranked:.2f} ms), ".format(
+                **result["layers_p50_ms"]
+            )
+            if result["layers_p50_ms"]
+            else ", "
+        )
+        + f"filtered (1%) p50 {result['filtered_p50_ms']:.2f} p99 {result['filtered_p99_ms']:.2f} ms, "
         f"recall@10 {result['recall_at_10']:.3f} / filtered {result['filtered_recall_at_10']:.3f}, "
         f"RSS index {result['index_rss_mb']} MB (process peaks: build {result['peak_build_rss_mb']}, "
         f"save {result['peak_save_rss_mb']}, load in a fresh process {result['peak_load_rss_mb']} MB, "
