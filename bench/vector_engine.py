@@ -105,12 +105,12 @@ def layers(index: EmbeddedVectorIndex, queries: np.ndarray) -> dict[str, float] 
     space = index._memory.namespaces[DEFAULT_NAMESPACE]
     if space.ann is None:
         return None
-    space.sync()
+    # One query through the namespace first: it syncs the graph and sets the engine's own search
+    # width, which the raw usearch calls below then search with.
+    space.dense_top(queries[0], 10, None, "COSINE")
     ann = space.ann
-    ann.index.expansion_search = ann._width = ann.settings.expansion_for(len(ann))
-    candidates = max(20, ann.settings.oversample)
+    candidates = max(20, ann.settings.oversample)  # what _ann_candidates asks for a plain top 10
     prepared = [ann._prepared(query) for query in queries]
-    nothing = (False, False, False)
 
     def p50(call: Any, inputs: list[Any]) -> float:
         timings = []
@@ -130,7 +130,7 @@ def layers(index: EmbeddedVectorIndex, queries: np.ndarray) -> dict[str, float] 
                 None,
                 None,
                 top_k=10,
-                include=nothing,
+                include=(False, False, False),
                 filter="",
                 predicate=None,
                 fusion="RRF",
