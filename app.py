@@ -91,8 +91,8 @@ def create_app(
     cache = cache if cache is not None else build_cache(settings)
     revocations = TokenRevocations(cache)
     login_limiter = LoginRateLimiter(cache, settings.login_rate_limit, settings.login_rate_window_seconds)
-    signed_in_users = users.SignedInUsers(cache, settings.access_token_ttl_seconds)
-    jwt_auth = users.build_user_auth(settings, revocations, signed_in_users)
+    signed_in_users = users.SignedInUsers(cache, revocations, settings.access_token_ttl_seconds)
+    jwt_auth = users.build_user_auth(settings, signed_in_users)
     passwords = Passwords(settings.password_hash_time_cost, settings.password_hash_memory_kib)
     video_reads = videos.VideoReads(cache, settings)
     route_metrics = PrometheusConfig(

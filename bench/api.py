@@ -9,19 +9,23 @@ medians over rounds, and each endpoint's requests/s is also given as a share of 
 measured in the same round.
 
 Usage: .venv/bin/python -m bench.api [--quick] [--videos N] [--rounds R] [--seconds S]
+With --upstash-redis the cache is Upstash Redis (the official SDK over HTTP to upstash_local's server,
+in front of a Redis database that is emptied first), so cache round trips show in the latencies.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import secrets
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import quote
 
@@ -29,6 +33,7 @@ import httpx
 
 from bench.serving import ROOT, Server, bench_environment, build_catalogue, serving
 from features.demo.demo import load_demo_catalogue
+from upstash_local.redis_server import serve_in_subprocess
 
 REPLAY = ROOT / "bench" / "wrk" / "replay.lua"
 QUERIES = ROOT / "tests" / "features" / "search_relevance.json"
@@ -256,6 +261,21 @@ def run_on_postgres(url: str, sql: str) -> None:
     asyncio.run(run())
 
 
+@contextlib.contextmanager
+def upstash_redis(redis_url: str | None, env: dict[str, str]) -> Iterator[None]:
+    """With a Redis URL: the local Upstash Redis server in front of it, emptied, set in `env` as the
+    app's cache for as long as the block runs. Without one: nothing (the in-process cache)."""
+    if redis_url is None:
+        yield
+        return
+    import redis
+
+    redis.Redis.from_url(redis_url).flushdb()
+    with serve_in_subprocess(redis_url, secrets.token_urlsafe(24)) as server:
+        env.update(UPSTASH_REDIS_REST_URL=server.url, UPSTASH_REDIS_REST_TOKEN=server.token)
+        yield
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="10k videos, one round of 2 s runs")
@@ -269,6 +289,14 @@ def main() -> None:
     parser.add_argument(
         "--database-url",
         help="a PostgreSQL database to build the catalogue in (emptied first); SQLite under a temp dir otherwise",
+    )
+    parser.add_argument(
+        "--upstash-redis",
+        metavar="REDIS_URL",
+        nargs="?",
+        const="redis://127.0.0.1:6379/14",
+        help="cache on Upstash Redis: the local REST server in front of this Redis database (emptied"
+        " first; default %(const)s)",
     )
     args = parser.parse_args()
     videos = args.videos or (10_000 if args.quick else 100_000)
@@ -291,6 +319,7 @@ def main() -> None:
     runs: list[dict] = []
     log = workdir / "server.log"
     with (
+        upstash_redis(args.upstash_redis, env),
         serving("bench.bare_app:create_app", env, log, "/") as bare,
         serving("app:create_app", env, log, "/ready") as app,
     ):

@@ -16,9 +16,9 @@ import time
 import weakref
 from abc import abstractmethod
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import msgspec
 from litestar.stores.base import Store
@@ -37,6 +37,10 @@ def _seconds(expires_in: int | timedelta | None) -> int | None:
 
 class Cache(Store):
     """What clipdex asks of a cache. Every method may raise when the backing service is down."""
+
+    @abstractmethod
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        """The values at `keys` (None where there is none), read at one moment in one round trip."""
 
     @abstractmethod
     async def incr(self, key: str, amount: int = 1, *, expires_in: int | None = None) -> int:
@@ -111,6 +115,9 @@ class InMemoryCache(Cache):
             self._entries[key] = (entry[0], self._deadline(renew_for))
         return entry[0]
 
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        return [None if (entry := self._live(key)) is None else entry[0] for key in keys]
+
     async def delete(self, key: str) -> None:
         self._entries.pop(key, None)
 
@@ -170,30 +177,56 @@ _PENDING_BUMPS: weakref.WeakKeyDictionary[Cache, _PendingBumps] = weakref.WeakKe
 _CATCH_UP_RETRY_SECONDS = 0.5
 
 
+class Lookup(NamedTuple):
+    """What one round trip to the cache found for an entry."""
+
+    # The generations of the names the entry depends on; None when one is unknown (the cache is
+    # down, or a bump is pending): then nothing may be read from or stored in the cache.
+    generations: tuple[int, ...] | None
+    # The entry, if one is stored under exactly these generations.
+    value: bytes | None
+    # The values at the other keys read with it (all None when the cache is down).
+    others: tuple[bytes | None, ...]
+
+
 class ReadThroughCache:
     """Cache reads and writes that never fail a request: errors are logged, counted and skipped.
 
-    Entries live under generation-stamped keys. A write bumps the generation of what it changed, so
-    every later read looks under a new key and can never find the state from before the write, even
-    when a slow reader stores an old copy under the old key after the write's invalidation. A bump
-    that fails (the cache is down) is made again in the background once the cache answers, and until
-    then what it names is read around.
+    An entry is stored with the generations of the names it depends on, and a write bumps the
+    generation of what it changed, so a read never takes an entry stored before a write it follows,
+    even when a slow reader stores an old copy after the write's bump: a read accepts only an entry
+    stamped with the generations it reads with the entry, in the same round trip (an MGET on Redis).
+    A bump that fails (the cache is down) is made again in the background once the cache answers, and
+    until then what it names is read around.
     """
 
     def __init__(self, cache: Cache, flights: SingleFlight[tuple[bytes, CacheStatus]] | None = None) -> None:
         self._cache = cache
         self._flights = flights
 
-    async def generation(self, name: str) -> int | None:
-        """The current generation of `name`; None when the cache is unavailable (read around it)."""
-        if name in self._unbumped():
-            return None  # changed while the cache was down: what it holds under `name` may be older
+    async def look_up(self, key: str, names: Sequence[str], others: Sequence[str] = ()) -> Lookup:
+        """The entry at `key` if it is as new as the generations of `names`, with those generations
+        and the values at `others`, in one round trip."""
+        unbumped = self._unbumped()
         try:
-            raw = await self._cache.get(f"gen:{name}")
+            values = await self._cache.get_many([*(f"gen:{name}" for name in names), key, *others])
         except Exception:
-            _cache_failed("generation")
-            return None
-        return int(raw) if raw else 0
+            _cache_failed("get")
+            return Lookup(None, None, (None,) * len(others))
+        found = tuple(values[len(names) + 1 :])
+        if unbumped and not unbumped.isdisjoint(names):
+            return Lookup(None, None, found)  # changed while the cache was down: older entries remain
+        generations = tuple(int(raw) if raw else 0 for raw in values[: len(names)])
+        value = _unstamped(values[len(names)], generations)
+        (_LOOKUP_MISSES if value is None else _LOOKUP_HITS).inc()
+        return Lookup(generations, value, found)
+
+    async def store(self, key: str, generations: tuple[int, ...], value: bytes, ttl_seconds: int) -> None:
+        """Keep `value` at `key`, valid while the names it depends on stay at `generations`."""
+        try:
+            await self._cache.set(key, _stamp(generations) + value, expires_in=ttl_seconds)
+        except Exception:
+            _cache_failed("put")
 
     async def bump(self, *names: str) -> None:
         unbumped = self._unbumped()
@@ -226,50 +259,52 @@ class ReadThroughCache:
         finally:
             pending.catch_up = None
 
-    async def get(self, key: str) -> bytes | None:
-        try:
-            value = await self._cache.get(key)
-        except Exception:
-            _cache_failed("get")
-            return None
-        (_LOOKUP_MISSES if value is None else _LOOKUP_HITS).inc()
-        return value
-
-    async def put(self, key: str, value: bytes, ttl_seconds: int) -> None:
-        try:
-            await self._cache.set(key, value, expires_in=ttl_seconds)
-        except Exception:
-            _cache_failed("put")
-
     async def read(
-        self, key: str | None, compute: Callable[[], Awaitable[bytes]], ttl_seconds: int
+        self, key: str, names: Sequence[str], compute: Callable[[], Awaitable[bytes]], ttl_seconds: int
     ) -> tuple[bytes, CacheStatus]:
-        """The value cached at `key`, else `compute()`'s, stored for `ttl_seconds`; and how it came.
+        """The entry at `key` as new as the generations of `names`, else `compute()`'s, stored for
+        `ttl_seconds`; and how it came.
 
-        Concurrent misses of one key share one computation ("shared") when this cache has flights.
-        `key` None (no generation: the cache is down) computes every time, unshared: without a
-        generation a read that began before a write could not be told from one after it.
+        Concurrent misses under the same generations share one computation ("shared") when this cache
+        has flights. While a generation is unknown (the cache is down) every read computes, unshared:
+        without a generation a read that began before a write could not be told from one after it.
         """
-        if key is None:
+        found = await self.look_up(key, names)
+        generations = found.generations
+        if generations is None:
             return await compute(), "miss"
+        if found.value is not None:
+            return found.value, "hit"
 
         async def through_cache() -> tuple[bytes, CacheStatus]:
-            if (cached := await self.get(key)) is not None:
-                return cached, "hit"
             value = await compute()
-            await self.put(key, value, ttl_seconds)
+            await self.store(key, generations, value, ttl_seconds)
             return value, "miss"
 
         if self._flights is None:
             return await through_cache()
-        # A hit needs no flight: with none running for the key, read it straight away.
-        if not self._flights.running(key) and (cached := await self.get(key)) is not None:
-            return cached, "hit"
-        # A miss reads again inside the flight: a request arriving while the first one's read is under
-        # way (a round trip to Upstash) joins it rather than computing after a miss of its own, and one
-        # whose flight ended meanwhile finds the value stored (a flight ends only once it is).
-        (value, status), outcome = await self._flights.run(key, through_cache)
+
+        async def in_flight() -> tuple[bytes, CacheStatus]:
+            # A request whose flight ended between its look-up and joining finds the value stored.
+            try:
+                stored = _unstamped(await self._cache.get(key), generations)
+            except Exception:
+                _cache_failed("get")
+                stored = None
+            return (stored, "hit") if stored is not None else await through_cache()
+
+        (value, status), outcome = await self._flights.run(f"{key}@{_stamp(generations)}", in_flight)
         return value, "shared" if outcome == "shared" and status == "miss" else status
+
+
+def _stamp(generations: tuple[int, ...]) -> bytes:
+    return ".".join(map(str, generations)).encode() + b" "
+
+
+def _unstamped(entry: bytes | None, generations: tuple[int, ...]) -> bytes | None:
+    """The value of a stored entry if it was stored under `generations`, else None."""
+    stamp = _stamp(generations)
+    return entry[len(stamp) :] if entry is not None and entry.startswith(stamp) else None
 
 
 CACHE_LOOKUPS = Counter("clipdex_cache_lookups", "Read-through cache lookups.", ["result"])

@@ -3,7 +3,7 @@ parameter parsing, dependency injection or a Response object; whatever a shortcu
 on to Litestar unchanged.
 
 A cached `GET /api/v1/videos/{id}` spent ~55% of its CPU time in that machinery (BENCHMARKS.md
-section 1): the read itself is two cache lookups and a byte copy. A shortcut answers only what it can
+section 1): the read itself is one cache lookup and a byte copy. A shortcut answers only what it can
 answer completely (a video this viewer may see, from the cache or read through it); a 404, a bad id,
 a refused token or any failure falls through to the route, which answers it as always, so errors are
 rendered in the one place they are. The route stays the API's description (OpenAPI) and the answer's

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import timedelta
 
@@ -183,6 +183,11 @@ class UpstashRedisCache(Cache):
                 transaction.pexpire(self._key(key), milliseconds, xx=True)
                 text, _ = await transaction.exec()
         return None if text is None else _bytes(text)
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        async with self._call("get_many") as redis:
+            texts = await redis.mget(*(self._key(key) for key in keys))
+        return [None if text is None else _bytes(text) for text in texts]
 
     async def delete(self, key: str) -> None:
         async with self._call("delete") as redis:

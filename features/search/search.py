@@ -461,8 +461,7 @@ async def similar_for_many(
     ]
 
 
-async def search_cache_key(
-    search_cache: ReadThroughCache,
+def search_cache_key(
     query: str,
     mode: Mode,
     limit: int,
@@ -472,15 +471,8 @@ async def search_cache_key(
     facets: tuple[str, ...],
     typo_tolerance: bool,
     highlighting: Highlighting,
-) -> str | None:
-    """The cache key of one search's page; None while a generation is unknown (the cache is down)."""
-    # Hits show the videos as the database has them, so a cached page is stale after any video write
-    # (a title, a like, a video made private), not only after the index changed: key on both. Video
-    # writes bump the lists generation at once, before the outbox gets the change into the index.
-    index_generation = await search_cache.generation(SearchIndexer.INDEX_GENERATION)
-    videos_generation = await search_cache.generation(VideoReads.LISTS)
-    if index_generation is None or videos_generation is None:
-        return None
+) -> str:
+    """The cache key of one search's page."""
     key_parts = [
         query.lower(),
         mode,
@@ -493,7 +485,13 @@ async def search_cache_key(
         msgspec.structs.astuple(highlighting),
     ]
     digest = hashlib.sha256(msgspec.json.encode(key_parts, enc_hook=str)).hexdigest()[:32]
-    return f"search:{index_generation}.{videos_generation}:{digest}"
+    return f"search:{digest}"
+
+
+# Hits show the videos as the database has them, so a cached page is stale after any video write (a
+# title, a like, a video made private), not only after the index changed: it depends on both. Video
+# writes bump the lists generation at once, before the outbox gets the change into the index.
+SEARCH_PAGE_DEPENDS_ON = (SearchIndexer.INDEX_GENERATION, VideoReads.LISTS)
 
 
 class SearchRequest(msgspec.Struct, kw_only=True):
@@ -527,8 +525,7 @@ async def cached_search(
     query = normalise_query(asked.q)
     offset = cursor_offset(asked.cursor, MAX_RESULTS)
     wanted_facets = facet_names(asked.facets)
-    key = await search_cache_key(
-        searching.cache,
+    key = search_cache_key(
         query,
         asked.mode,
         asked.limit,
@@ -557,7 +554,7 @@ async def cached_search(
         )
         return msgspec.json.encode(page)
 
-    return await searching.cache.read(key, compute, searching.ttl_seconds)
+    return await searching.cache.read(key, SEARCH_PAGE_DEPENDS_ON, compute, searching.ttl_seconds)
 
 
 async def suggestions(

@@ -330,40 +330,65 @@ class SignedInUsers:
     database round trip, yet an outdated token is refused on every worker from the request after the
     change on.
 
-    Snapshots live under `auth:user:<id>:<generation>`, the generation counting the account's changes
-    twice each (ReadThroughCache's generation of `user:<id>`). A change makes it odd before it writes
-    the database and even again after the commit (`changing`). While it is odd, readers go to the
-    database and store nothing, so a reader that read the row just before a commit can never leave it
-    in the cache for later requests: by the time it stores, the generation has moved on and its key is
-    read no more. A closing increment that fails is made again once the cache answers (until then this
-    process reads around the account, see ReadThroughCache.bump); left odd, the account is read from
-    the database, as it was before this cache. A change that signs tokens out (a password change, a
-    deletion) is refused when the cache cannot be told first: once the cache answered again, the
-    snapshot from before the change would vouch for the old tokens on the other workers. While the
-    cache is down every worker reads the database instead.
+    An account's snapshot lives at `auth:user:<id>`, stamped with the account's generation, which
+    counts its changes twice each (ReadThroughCache's generation of `user:<id>`). A change makes it
+    odd before it writes the database and even again after the commit (`changing`). While it is odd,
+    readers go to the database and store nothing, so a reader that read the row just before a commit
+    can never leave it for later requests: by the time it stores, the generation has moved on and its
+    stamp is accepted no more. A closing increment that fails is made again once the cache answers
+    (until then this process reads around the account, see ReadThroughCache.bump); left odd, the
+    account is read from the database, as it was before this cache. A change that signs tokens out (a
+    password change, a deletion) is refused when the cache cannot be told first: once the cache
+    answered again, the snapshot from before the change would vouch for the old tokens on the other
+    workers. While the cache is down every worker reads the database instead.
 
     Generations have no expiry and snapshots do, so a cache that evicts only expiring keys (or the
-    least recently used: a generation is read before every snapshot under it) drops a snapshot before
-    its generation.
+    least recently used: a generation is read with every snapshot under it) drops a snapshot before
+    its generation. The generation, the snapshot and the token's revocation are read in one round
+    trip.
     """
 
-    def __init__(self, cache: Cache, ttl_seconds: int) -> None:
+    def __init__(self, cache: Cache, revocations: TokenRevocations, ttl_seconds: int) -> None:
         self._cache = cache
         self._entries = ReadThroughCache(cache)
+        self._revocations = revocations
         self._ttl_seconds = ttl_seconds
 
-    async def current(self, user_id: uuid.UUID) -> SignedInUser | None:
-        """The account as it is now; None when it does not exist (deleted)."""
+    async def for_token(self, token: Token) -> SignedInUser | None:
+        """The account a token signs in, as it is now; None when the token is refused (revoked, no
+        token id, not an account's, an account deleted or changed since the token was issued)."""
+        try:
+            user_id = uuid.UUID(token.sub)
+        except ValueError:
+            return None
+        if not isinstance(token.jti, str):
+            return None  # a token that cannot be revoked is not one of ours
         account = str(user_id)  # spelt once: a UUID's str() is a good part of a cached read's cost
-        generation = await self._entries.generation(f"user:{account}")
+        found = await self._entries.look_up(
+            f"auth:user:{account}", (f"user:{account}",), (self._revocations.key(token.jti),)
+        )
+        # A revocation that cannot be read (the cache is down) is let through: tokens are short-lived,
+        # and a password change or deletion still refuses old ones through the database.
+        if found.others[0] is not None:
+            return None
         # Odd: a change is under way, or ended without its closing increment.
-        key = None if generation is None or generation % 2 else f"auth:user:{account}:{generation}"
-        if key is not None and (cached := await self._entries.get(key)) is not None:
-            return _snapshot_decoder.decode(cached)
+        generations = None if found.generations is None or found.generations[0] % 2 else found.generations
+        if generations is not None and found.value is not None:
+            user = _snapshot_decoder.decode(found.value)
+        else:
+            user = await self._from_database(user_id)
+            if user is not None and generations is not None:
+                await self._entries.store(
+                    f"auth:user:{account}", generations, msgspec.msgpack.encode(user), self._ttl_seconds
+                )
+        return user if user is not None and token.extras.get("ver") == user.token_version else None
+
+    @staticmethod
+    async def _from_database(user_id: uuid.UUID) -> SignedInUser | None:
         row = await User.select(*_SIGNED_IN_COLUMNS).where(User.id == user_id).first()
         if row is None:
             return None
-        user = SignedInUser(
+        return SignedInUser(
             id=uuid.UUID(str(row["id"])),
             email=row["email"],
             username=row["username"],
@@ -372,9 +397,6 @@ class SignedInUsers:
             created_at=row["created_at"],
             token_version=row["token_version"],
         )
-        if key is not None:
-            await self._entries.put(key, msgspec.msgpack.encode(user), self._ttl_seconds)
-        return user
 
     @asynccontextmanager
     async def changing(self, user_id: uuid.UUID, *, signs_out: bool) -> AsyncIterator[None]:
@@ -441,28 +463,15 @@ async def sign_out(token: Token, revocations: TokenRevocations) -> None:
         await revocations.revoke(token.jti, token.exp.timestamp())
 
 
-def build_user_auth(
-    settings: Settings, revocations: TokenRevocations, signed_in: SignedInUsers
-) -> JWTAuth[SignedInUser, Token]:
+def build_user_auth(settings: Settings, signed_in: SignedInUsers) -> JWTAuth[SignedInUser, Token]:
     """Litestar's JWT bearer auth, resolving tokens to users and honouring revocations."""
 
     async def retrieve_user(token: Token, _: ASGIConnection[Any, Any, Any, Any]) -> SignedInUser | None:
-        try:
-            user_id = uuid.UUID(token.sub)
-        except ValueError:
-            return None
-        user = await signed_in.current(user_id)
-        if user is None or token.extras.get("ver") != user.token_version:
-            return None
-        return user
-
-    async def is_revoked(token: Token, _: ASGIConnection[Any, Any, Any, Any]) -> bool:
-        return await revocations.is_revoked(token.jti if isinstance(token.jti, str) else None)
+        return await signed_in.for_token(token)
 
     return JWTAuth[SignedInUser, Token](
         retrieve_user_handler=retrieve_user,
         authentication_middleware_class=OptionalBearerAuthMiddleware,
-        revoked_token_handler=is_revoked,
         token_secret=settings.secret_key,
         default_token_expiration=timedelta(seconds=settings.access_token_ttl_seconds),
         exclude=["^/schema", "^/health$", "^/ready$", "^/metrics$"],

@@ -269,8 +269,8 @@ def can_see(video: VideoSummary, viewer: User | None) -> bool:
 class VideoReads:
     """Video detail and list pages, served from the cache when warm.
 
-    Detail entries are stamped with the video's generation, list pages with one generation shared by
-    all lists; every write bumps the generations it affects (see ReadThroughCache).
+    Detail entries depend on the video's generation, list pages on one generation shared by all
+    lists; every write bumps the generations it affects (see ReadThroughCache).
     """
 
     LISTS = "videos:lists"
@@ -283,7 +283,6 @@ class VideoReads:
     async def detail(self, video_id: uuid.UUID) -> tuple[CachedVideo | None, CacheStatus]:
         """The video as cached (None when no such video) and whether the cache had it (X-Cache)."""
         video = str(video_id)  # spelt once: a UUID's str() is a good part of a cached read's cost
-        generation = await self.cache.generation(f"video:{video}")
 
         async def load() -> bytes:
             rows = await _DETAIL_READ.rows(video_id)
@@ -293,8 +292,9 @@ class VideoReads:
         async def entry() -> bytes:
             return CachedVideo.entry(await load())
 
-        key = None if generation is None else f"videos:video:{video}:{generation}"
-        cached, status = await self.cache.read(key, entry, self.detail_ttl)
+        cached, status = await self.cache.read(
+            f"videos:video:{video}", (f"video:{video}",), entry, self.detail_ttl
+        )
         return CachedVideo.of(cached), status
 
     async def changed(self, *video_ids: uuid.UUID, lists: bool = True) -> None:
@@ -306,14 +306,12 @@ class VideoReads:
         """A list page; first pages are cached per (query, viewer), later pages always come from the DB."""
         if query.get("cursor"):
             return msgspec.json.encode(await load()), "miss"
-        generation = await self.cache.generation(self.LISTS)
         fingerprint = hashlib.sha256(msgspec.json.encode(query, order="sorted")).hexdigest()[:32]
-        key = None if generation is None else f"videos:list:{generation}:{fingerprint}"
 
         async def encoded_page() -> bytes:
             return msgspec.json.encode(await load())
 
-        return await self.cache.read(key, encoded_page, self.list_ttl)
+        return await self.cache.read(f"videos:list:{fingerprint}", (self.LISTS,), encoded_page, self.list_ttl)
 
 
 class CachedVideo(NamedTuple):

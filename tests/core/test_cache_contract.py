@@ -70,6 +70,17 @@ async def test_get_returns_what_set_stored(cache: Cache):
     assert await cache.get("absent") is None
 
 
+async def test_get_many_returns_each_value_in_the_order_asked(cache: Cache):
+    await cache.set("first", b"\x00\xff one")
+    await cache.incr("counter", 7)
+    await cache.set("gone", b"x", expires_in=timedelta(milliseconds=1))
+    await asyncio.sleep(0.05)
+
+    values = await cache.get_many(["counter", "absent", "first", "gone", "first"])
+
+    assert values == [b"7", None, b"\x00\xff one", None, b"\x00\xff one"]
+
+
 @pytest.mark.parametrize(
     "value",
     [

@@ -9,6 +9,8 @@ import pytest
 
 from core.cache import InMemoryCache, ReadThroughCache
 from core.single_flight import SingleFlight
+from core.upstash_cache import UpstashRedisCache
+from tests.live_server import free_port
 
 
 class Computation:
@@ -151,27 +153,52 @@ async def test_read_through_cache_shares_a_miss_then_serves_hits():
     cache = ReadThroughCache(InMemoryCache(), SingleFlight(wait_seconds=5))
     compute = Computation(b"page")
 
-    calls = [asyncio.create_task(cache.read("search:1:abc", compute, 30)) for _ in range(20)]
+    calls = [asyncio.create_task(cache.read("search:abc", ["index"], compute, 30)) for _ in range(20)]
     await settle()
     compute.gate.set()
     results = await asyncio.gather(*calls)
-    later = await cache.read("search:1:abc", compute, 30)
+    later = await cache.read("search:abc", ["index"], compute, 30)
 
     assert compute.runs == 1
     assert sorted(status for _, status in results) == ["miss"] + ["shared"] * 19
     assert later == (b"page", "hit")
 
 
-async def test_read_through_cache_without_a_key_always_computes_unshared():
-    # No generation (the cache is down): a shared result could predate a write this read follows.
+async def test_read_through_cache_after_a_bump_computes_again_and_never_shares_across_it():
     cache = ReadThroughCache(InMemoryCache(), SingleFlight(wait_seconds=5))
+    before, after, again = Computation(b"before"), Computation(b"after"), Computation(b"again")
+    first = asyncio.create_task(cache.read("videos:video:x", ["video:x"], before, 30))
+    await settle()
+    await cache.bump("video:x")  # a write, while the first read still computes
+    second = asyncio.create_task(cache.read("videos:video:x", ["video:x"], after, 30))
+    await settle()
+    after.gate.set()
+    assert await second == (b"after", "miss")
+    assert await cache.read("videos:video:x", ["video:x"], again, 30) == (b"after", "hit")
+    before.gate.set()
+    assert await first == (b"before", "miss")
+    again.gate.set()
+
+    # The slow first read stored its page last, under the generation it had read: later reads pass it
+    # by and compute anew rather than serve the page from before the write.
+    assert await cache.read("videos:video:x", ["video:x"], again, 30) == (b"again", "miss")
+    assert await cache.read("videos:video:x", ["video:x"], again, 30) == (b"again", "hit")
+    assert (before.runs, after.runs, again.runs) == (1, 1, 1)
+
+
+async def test_read_through_cache_without_a_generation_always_computes_unshared():
+    # The cache is down: a shared result could predate a write this read follows.
+    unreachable = UpstashRedisCache(f"http://127.0.0.1:{free_port()}", "token", 2.0)  # nothing listens
+    await unreachable.open()
+    cache = ReadThroughCache(unreachable, SingleFlight(wait_seconds=5))
     compute = Computation(b"page")
-    calls = [asyncio.create_task(cache.read(None, compute, 30)) for _ in range(3)]
+    calls = [asyncio.create_task(cache.read("search:abc", ["index"], compute, 30)) for _ in range(3)]
     await settle()
     compute.gate.set()
 
     results = await asyncio.gather(*calls)
 
+    await unreachable.close()
     assert compute.runs == 3
     assert [status for _, status in results] == ["miss"] * 3
 
@@ -182,8 +209,8 @@ async def test_read_through_cache_failure_is_not_cached():
     failing.gate.set()
 
     with pytest.raises(RuntimeError):
-        await cache.read("videos:detail:x:0", failing, 30)
+        await cache.read("videos:video:x", ["video:x"], failing, 30)
     working = Computation(b"video")
     working.gate.set()
 
-    assert await cache.read("videos:detail:x:0", working, 30) == (b"video", "miss")
+    assert await cache.read("videos:video:x", ["video:x"], working, 30) == (b"video", "miss")

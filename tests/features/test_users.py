@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
@@ -668,6 +669,9 @@ class Outage(Cache):
 
     async def get(self, key: str, renew_for: Any = None) -> bytes | None:
         return await self._up().get(key, renew_for)
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        return await self._up().get_many(keys)
 
     async def delete(self, key: str) -> None:
         await self._up().delete(key)

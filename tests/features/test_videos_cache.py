@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
@@ -10,13 +11,14 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from app import create_app
-from core.cache import Cache
+from core.cache import Cache, InMemoryCache
 from tests.conftest import Account
 from tests.features.videos_support import (
     MY_LIKES,
     VIDEOS,
     add_video,
     assert_problem,
+    auth,
     eventually,
     list_page,
     read_video,
@@ -182,6 +184,67 @@ async def test_a_read_after_a_write_sees_the_write(serve, sign_up, write):
             assert EXPECTED_AFTER[write](after), after
 
 
+# ---------------------------------------------------------------- round trips
+
+
+class CountedCache(InMemoryCache):
+    """The in-process cache, naming each call made to it: each is a round trip on Upstash Redis."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+
+    async def get(self, key: str, renew_for: Any = None) -> bytes | None:
+        self.calls.append("get")
+        return await super().get(key, renew_for)
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        self.calls.append("get_many")
+        return await super().get_many(keys)
+
+    async def set(self, key: str, value: str | bytes, expires_in: Any = None) -> None:
+        self.calls.append("set")
+        await super().set(key, value, expires_in)
+
+    async def exists(self, key: str) -> bool:
+        self.calls.append("exists")
+        return await super().exists(key)
+
+    async def incr(self, key: str, amount: int = 1, *, expires_in: int | None = None) -> int:
+        self.calls.append("incr")
+        return await super().incr(key, amount, expires_in=expires_in)
+
+
+async def test_a_cached_read_is_one_round_trip_to_the_cache_and_a_token_adds_one(sign_up, make_settings):
+    cache = CountedCache()
+    async with AsyncTestClient(app=create_app(make_settings(), cache=cache)) as http:
+        owner = await sign_up(on=http)
+        video_id = (await add_video(http, owner, tags=["trips"]))["id"]
+        reads = {
+            "detail": (video_url(video_id), {}),
+            "list": (VIDEOS, {"tag": "trips"}),
+            "search": ("/api/v1/search", {"q": "trips", "mode": "keyword"}),
+        }
+        for viewer in (None, owner):  # the first reads fill the cache
+            for path, params in reads.values():
+                (await http.get(path, params=params, headers=auth(viewer))).raise_for_status()
+
+        calls = {}
+        for viewer in (None, owner):
+            for name, (path, params) in reads.items():
+                cache.calls.clear()
+                response = await http.get(path, params=params, headers=auth(viewer))
+                assert response.headers["x-cache"] == "hit", (name, viewer)
+                calls[name, viewer is not None] = list(cache.calls)
+
+    # One look-up answers each read; a token's account, version and revocation come in one more.
+    assert calls == {
+        (name, signed_in): ["get_many"] * (1 + signed_in)
+        for name in ("detail", "list", "search")
+        for signed_in in (False, True)
+    }
+
+
 # ---------------------------------------------------------------- cache outage
 
 
@@ -192,7 +255,7 @@ async def _unreachable(*args: object, **kwargs: object) -> Any:
 class BrokenCache(Cache):
     """A cache whose service cannot be reached: every call raises, as a client of a down server does."""
 
-    set = get = delete = delete_all = exists = expires_in = _unreachable
+    set = get = get_many = delete = delete_all = exists = expires_in = _unreachable
     incr = increment_field = claim_fields = ping = close = _unreachable
 
 
