@@ -180,13 +180,18 @@ _CATCH_UP_RETRY_SECONDS = 0.5
 class Lookup(NamedTuple):
     """What one round trip to the cache found for an entry."""
 
-    # The generations of the names the entry depends on; None when one is unknown (the cache is
-    # down, or a bump is pending): then nothing may be read from or stored in the cache.
-    generations: tuple[int, ...] | None
+    # The generations of the names the entry depends on, as an entry stored under them begins
+    # (b"3 ", b"3.7 "); None when one is unknown (the cache is down, or a bump is pending): then
+    # nothing may be read from or stored in the cache.
+    stamp: bytes | None
     # The entry, if one is stored under exactly these generations.
     value: bytes | None
     # The values at the other keys read with it (all None when the cache is down).
     others: tuple[bytes | None, ...]
+
+    @property
+    def generations(self) -> tuple[int, ...] | None:
+        return None if self.stamp is None else tuple(map(int, self.stamp[:-1].split(b".")))
 
 
 class ReadThroughCache:
@@ -203,28 +208,36 @@ class ReadThroughCache:
     def __init__(self, cache: Cache, flights: SingleFlight[tuple[bytes, CacheStatus]] | None = None) -> None:
         self._cache = cache
         self._flights = flights
+        self._pending = _PENDING_BUMPS.setdefault(cache, _PendingBumps())
 
     async def look_up(self, key: str, names: Sequence[str], others: Sequence[str] = ()) -> Lookup:
         """The entry at `key` if it is as new as the generations of `names`, with those generations
         and the values at `others`, in one round trip."""
         unbumped = self._unbumped()
+        keys = ["gen:" + name for name in names]
+        keys.append(key)
+        keys += others
         try:
-            values = await self._cache.get_many([*(f"gen:{name}" for name in names), key, *others])
+            values = await self._cache.get_many(keys)
         except Exception:
             _cache_failed("get")
             return Lookup(None, None, (None,) * len(others))
-        found = tuple(values[len(names) + 1 :])
+        count = len(names)
+        found = tuple(values[count + 1 :])
         if unbumped and not unbumped.isdisjoint(names):
             return Lookup(None, None, found)  # changed while the cache was down: older entries remain
-        generations = tuple(int(raw) if raw else 0 for raw in values[: len(names)])
-        value = _unstamped(values[len(names)], generations)
+        # A generation reads back as its digits (INCRBY's); absent, it is 0.
+        stamp = b".".join([raw or b"0" for raw in values[:count]]) + b" "
+        entry = values[count]
+        value = entry[len(stamp) :] if entry is not None and entry.startswith(stamp) else None
         (_LOOKUP_MISSES if value is None else _LOOKUP_HITS).inc()
-        return Lookup(generations, value, found)
+        return Lookup(stamp, value, found)
 
-    async def store(self, key: str, generations: tuple[int, ...], value: bytes, ttl_seconds: int) -> None:
-        """Keep `value` at `key`, valid while the names it depends on stay at `generations`."""
+    async def store(self, key: str, stamp: bytes, value: bytes, ttl_seconds: int) -> None:
+        """Keep `value` at `key`, valid while the names it depends on keep the generations of `stamp`
+        (a Lookup's)."""
         try:
-            await self._cache.set(key, _stamp(generations) + value, expires_in=ttl_seconds)
+            await self._cache.set(key, stamp + value, expires_in=ttl_seconds)
         except Exception:
             _cache_failed("put")
 
@@ -242,7 +255,7 @@ class ReadThroughCache:
         starting their catch-up in the background when none runs. An entry cached before a cache
         outage would otherwise outlive a write made during it: the write's bump failed, and after the
         outage the old generation still leads to the old entry (for up to its TTL)."""
-        pending = _PENDING_BUMPS.setdefault(self._cache, _PendingBumps())
+        pending = self._pending
         if pending.names and pending.catch_up is None and time.monotonic() >= pending.next_try:
             pending.catch_up = asyncio.get_running_loop().create_task(self._catch_up(pending))
         return pending.names
@@ -270,15 +283,15 @@ class ReadThroughCache:
         without a generation a read that began before a write could not be told from one after it.
         """
         found = await self.look_up(key, names)
-        generations = found.generations
-        if generations is None:
+        stamp = found.stamp
+        if stamp is None:
             return await compute(), "miss"
         if found.value is not None:
             return found.value, "hit"
 
         async def through_cache() -> tuple[bytes, CacheStatus]:
             value = await compute()
-            await self.store(key, generations, value, ttl_seconds)
+            await self.store(key, stamp, value, ttl_seconds)
             return value, "miss"
 
         if self._flights is None:
@@ -287,24 +300,16 @@ class ReadThroughCache:
         async def in_flight() -> tuple[bytes, CacheStatus]:
             # A request whose flight ended between its look-up and joining finds the value stored.
             try:
-                stored = _unstamped(await self._cache.get(key), generations)
+                stored = await self._cache.get(key)
             except Exception:
                 _cache_failed("get")
                 stored = None
-            return (stored, "hit") if stored is not None else await through_cache()
+            if stored is not None and stored.startswith(stamp):
+                return stored[len(stamp) :], "hit"
+            return await through_cache()
 
-        (value, status), outcome = await self._flights.run(f"{key}@{_stamp(generations)}", in_flight)
+        (value, status), outcome = await self._flights.run(f"{key}@{stamp.decode()}", in_flight)
         return value, "shared" if outcome == "shared" and status == "miss" else status
-
-
-def _stamp(generations: tuple[int, ...]) -> bytes:
-    return ".".join(map(str, generations)).encode() + b" "
-
-
-def _unstamped(entry: bytes | None, generations: tuple[int, ...]) -> bytes | None:
-    """The value of a stored entry if it was stored under `generations`, else None."""
-    stamp = _stamp(generations)
-    return entry[len(stamp) :] if entry is not None and entry.startswith(stamp) else None
 
 
 CACHE_LOOKUPS = Counter("clipdex_cache_lookups", "Read-through cache lookups.", ["result"])

@@ -372,14 +372,14 @@ class SignedInUsers:
         if found.others[0] is not None:
             return None
         # Odd: a change is under way, or ended without its closing increment.
-        generations = None if found.generations is None or found.generations[0] % 2 else found.generations
-        if generations is not None and found.value is not None:
+        stamp = None if found.generations is None or found.generations[0] % 2 else found.stamp
+        if stamp is not None and found.value is not None:
             user = _snapshot_decoder.decode(found.value)
         else:
             user = await self._from_database(user_id)
-            if user is not None and generations is not None:
+            if user is not None and stamp is not None:
                 await self._entries.store(
-                    f"auth:user:{account}", generations, msgspec.msgpack.encode(user), self._ttl_seconds
+                    f"auth:user:{account}", stamp, msgspec.msgpack.encode(user), self._ttl_seconds
                 )
         return user if user is not None and token.extras.get("ver") == user.token_version else None
 
