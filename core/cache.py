@@ -228,8 +228,7 @@ class ReadThroughCache:
             return Lookup(None, None, found)  # changed while the cache was down: older entries remain
         # A generation reads back as its digits (INCRBY's); absent, it is 0.
         stamp = b".".join([raw or b"0" for raw in values[:count]]) + b" "
-        entry = values[count]
-        value = entry[len(stamp) :] if entry is not None and entry.startswith(stamp) else None
+        value = _unstamped(values[count], stamp)
         (_LOOKUP_MISSES if value is None else _LOOKUP_HITS).inc()
         return Lookup(stamp, value, found)
 
@@ -304,12 +303,17 @@ class ReadThroughCache:
             except Exception:
                 _cache_failed("get")
                 stored = None
-            if stored is not None and stored.startswith(stamp):
-                return stored[len(stamp) :], "hit"
+            if (value := _unstamped(stored, stamp)) is not None:
+                return value, "hit"
             return await through_cache()
 
         (value, status), outcome = await self._flights.run(f"{key}@{stamp.decode()}", in_flight)
         return value, "shared" if outcome == "shared" and status == "miss" else status
+
+
+def _unstamped(entry: bytes | None, stamp: bytes) -> bytes | None:
+    """The value of a stored entry if it was stored under `stamp`'s generations, else None."""
+    return entry[len(stamp) :] if entry is not None and entry.startswith(stamp) else None
 
 
 CACHE_LOOKUPS = Counter("clipdex_cache_lookups", "Read-through cache lookups.", ["result"])
