@@ -365,6 +365,7 @@ class QStashApp:
         self._keys = keys
         self._events: list[dict[str, Any]] = []
         self._event_seq = 0
+        self._last_message_ns = 0
         self._in_flight: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
@@ -580,7 +581,7 @@ class QStashApp:
         if "content-type" in headers:
             forwarded["Content-Type"] = headers["content-type"]
         return {
-            "messageId": f"msg_{uuid.uuid4().hex}",
+            "messageId": self._new_message_id(),
             "url": url,
             "method": method,
             "header": forwarded,
@@ -632,6 +633,12 @@ class QStashApp:
             self._queues[name] = queue
             self._store.put("queue", name, queue)
         return queue
+
+    def _new_message_id(self) -> str:
+        # Ids sort in the order the messages were made: a queue delivers in that order, and two
+        # messages enqueued within one millisecond share a createdAt.
+        self._last_message_ns = max(time.time_ns(), self._last_message_ns + 1)
+        return f"msg_{self._last_message_ns:016x}{uuid.uuid4().hex[:16]}"
 
     def _save(self, message: dict[str, Any]) -> None:
         self._messages[message["messageId"]] = message
@@ -751,7 +758,7 @@ class QStashApp:
         now = _now_ms()
         not_before = now + (schedule["delay"] or 0) * 1000
         message = {
-            "messageId": f"msg_{uuid.uuid4().hex}",
+            "messageId": self._new_message_id(),
             "url": schedule["destination"],
             "method": schedule["method"],
             "header": schedule["header"],
@@ -1079,7 +1086,7 @@ class QStashApp:
         now = _now_ms()
         call_headers = message["callbackHeader" if kind == "callback" else "failureCallbackHeader"]
         callback = {
-            "messageId": f"msg_{uuid.uuid4().hex}",
+            "messageId": self._new_message_id(),
             "url": url,
             "method": "POST",
             "header": {**call_headers, "Content-Type": "application/json"},
