@@ -79,6 +79,12 @@ def test_gathers_and_products_across_blocks_match_one_contiguous_matrix():
         picked = np.random.default_rng(5).integers(0, 1000, 300)
         query = unit_rows(1, seed=6)[0]
         assert np.array_equal(blocks[picked], whole[picked])
+        # A graph's few candidates are copied row by row, many rows a segment at a time: both in order.
+        assert np.array_equal(blocks[picked[:40]], whole[picked[:40]])
+        end = blocks.capacity
+        for outside in ([5, end], [-1, 5], [*range(200), end], [-1, *range(200)]):
+            with pytest.raises(IndexError):
+                blocks[np.array(outside)]
         assert np.array_equal(blocks[int(picked[0])], whole[picked[0]])
         assert np.allclose(blocks.dots(query, 1000), whole.astype(np.float32) @ query, atol=1e-6)
         assert np.allclose(
