@@ -80,8 +80,7 @@ class RowBlocks:
         number = int(np.searchsorted(self._ends, row, side="right"))
         if number >= len(self.segments) or row < 0:
             raise IndexError(f"row {row} is outside the matrix's {self.capacity} rows")
-        start = int(self._ends[number - 1]) if number else 0
-        return self.segments[number], row - start
+        return self.segments[number], row - int(self._starts[number])
 
     def __getitem__(self, rows: int | np.ndarray) -> np.ndarray:
         if isinstance(rows, (int, np.integer)):
@@ -106,9 +105,7 @@ class RowBlocks:
         out = np.empty((len(rows), self.dimension), self.dtype)
         if len(rows) <= _ROW_BY_ROW_BASE + _ROW_BY_ROW_PER_SEGMENT * len(self.segments):
             # A graph's few candidates (40 over the 16 segments of 1M rows: 39 µs against 128).
-            if len(rows) and (rows.min() < 0 or rows.max() >= self.capacity):
-                raise IndexError(f"rows outside the matrix's {self.capacity} rows")
-            numbers = np.searchsorted(self._ends, rows, side="right")
+            numbers = self._segment_numbers(rows)
             offsets = rows - self._starts[numbers]
             segments = self.segments
             for position, (number, offset) in enumerate(zip(numbers.tolist(), offsets.tolist(), strict=True)):
@@ -118,26 +115,28 @@ class RowBlocks:
             out[positions] = self.segments[number][offsets]
         return out
 
+    def _segment_numbers(self, rows: np.ndarray) -> np.ndarray:
+        """The segment each of `rows` lies in; IndexError if any lies outside the matrix."""
+        if len(rows) and (rows.min() < 0 or rows.max() >= self.capacity):
+            raise IndexError(f"rows outside the matrix's {self.capacity} rows")
+        return np.searchsorted(self._ends, rows, side="right")
+
     def _split(self, rows: np.ndarray) -> Iterator[tuple[int, Any, np.ndarray]]:
         """(segment number, positions in `rows`, rows within the segment) for each segment touched."""
         rows = np.asarray(rows, np.int64)
         if not len(rows):
             return
-        if rows.min() < 0 or rows.max() >= self.capacity:
-            raise IndexError(f"rows outside the matrix's {self.capacity} rows")
-        numbers = np.searchsorted(self._ends, rows, side="right")
+        numbers = self._segment_numbers(rows)
         if numbers.min() == numbers.max():
             number = int(numbers[0])
-            start = int(self._ends[number - 1]) if number else 0
-            yield number, slice(None), rows - start
+            yield number, slice(None), rows - self._starts[number]
             return
         order = np.argsort(numbers, kind="stable")
         sorted_numbers = numbers[order]
         bounds = np.flatnonzero(np.diff(sorted_numbers)) + 1
         for positions in np.split(order, bounds):
             number = int(numbers[positions[0]])
-            start = int(self._ends[number - 1]) if number else 0
-            yield number, positions, rows[positions] - start
+            yield number, positions, rows[positions] - self._starts[number]
 
     def head(self, rows: int) -> list[np.ndarray]:
         """Views of the first `rows` rows, segment by segment (no copy)."""
