@@ -25,8 +25,8 @@ import numpy as np
 # Run as a script, bench/ is first on the path; the project's packages live one level up.
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-from bench.vector_engine import QUERIES, SEED, _centres, chunks, clustered  # noqa: E402 - after the path fix
-from core.vectors.ann import AnnSettings  # noqa: E402
+from bench.vector_engine import DIMENSION, QUERIES, SEED, _centres, chunks, clustered  # noqa: E402 - after the path fix
+from core.vectors.ann import AnnIndex, AnnSettings  # noqa: E402
 
 PASSES = 2
 
@@ -62,14 +62,9 @@ def main() -> None:
     widths = [int(w) for w in args.widths.split(",")] if args.widths else sorted({128, 160, engine_width})
     centres = _centres()
     queries = clustered(QUERIES, SEED, centres)
-    index = Index(
-        ndim=queries.shape[1],
-        metric="cos",
-        dtype="i8",
-        connectivity=settings.connectivity,
-        expansion_add=settings.expansion_add,
-        expansion_search=engine_width,
-    )
+    # The usearch index exactly as the engine makes it (metric, int8, the graph settings); only
+    # adding to it and searching it bypass the engine.
+    index = AnnIndex(DIMENSION, "COSINE", settings).index
     began = time.perf_counter()
     for start, data in chunks(args.size, centres):
         index.add(np.arange(start, start + len(data), dtype=np.uint64), data, threads=settings.threads)
